@@ -1,0 +1,31 @@
+# One virtual environment in .venv; every target installs what it needs first (idempotent).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_OUT ?= demo-out
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# torch 2.13.0 first: on a CPU machine it resolves to the CPU build; an unpinned torch pulled in
+# by the project would fetch a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/raymtl demo --out $(DEMO_OUT)
+
+bench: install
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) bench-out .pytest_cache

@@ -1,0 +1,1 @@
+"""Dataset layouts, synthetic data, features, divisions and the mixup transform."""

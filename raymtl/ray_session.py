@@ -1,0 +1,22 @@
+"""Connecting to Ray: an existing cluster (RAY_ADDRESS, or inside `ray job submit`) if there
+is one, else a local instance on whatever this machine has (the embedded default)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ray(num_cpus: int | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        log.info("connected to the Ray cluster at %s", os.environ["RAY_ADDRESS"])
+        return
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    log.info("started a local Ray instance with %s CPUs", int(ray.cluster_resources().get("CPU", 0)))

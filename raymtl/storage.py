@@ -1,0 +1,73 @@
+"""File access through pyarrow file systems, so FEATURES and RUN folders can be local, NFS or S3.
+
+Writes are atomic: a temporary name beside the target, then a rename. Nothing here overwrites a
+finished result unless the caller asks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import pyarrow.fs as pafs
+
+
+def resolve(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    """(file system, path inside it). Plain paths are local and made absolute."""
+    uri = os.fspath(uri)
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.rstrip("/") for p in parts if p)
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def is_file(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type == pafs.FileType.File
+
+
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes, *, overwrite: bool = True) -> None:
+    """Atomic write; with overwrite=False an existing file raises FileExistsError."""
+    if not overwrite and exists(fs, path):
+        raise FileExistsError(path)
+    parent = path.rsplit("/", 1)[0]
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, path)
+
+
+def write_text(fs: pafs.FileSystem, path: str, text: str, *, overwrite: bool = True) -> None:
+    write_bytes(fs, path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def write_json(fs: pafs.FileSystem, path: str, obj: Any, *, overwrite: bool = True) -> None:
+    write_text(fs, path, json.dumps(obj, indent=2, sort_keys=False) + "\n", overwrite=overwrite)
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> Any:
+    return json.loads(read_bytes(fs, path).decode("utf-8"))
+
+
+def delete_dir(fs: pafs.FileSystem, path: str) -> None:
+    if exists(fs, path):
+        fs.delete_dir(path)
+
+
+def total_bytes(fs: pafs.FileSystem, path: str, suffix: str = "") -> int:
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File and i.path.endswith(suffix))

@@ -1,0 +1,58 @@
+"""Fixtures shared by the whole test run: one local Ray instance, tiny synthetic data and its
+features (made once per run, reused by every test that needs them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REAL = SHARED / "data" / "real"
+REFERENCE_META = SHARED / "data" / "reference-meta"
+
+
+def pytest_configure(config):
+    # Tests must not pick up a user's cluster; keep Ray's own chatter out of the logs.
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole run (num_cpus=2, no dashboard)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """`raymtl synth --size tiny --seed 0`: DIR/esc50, DIR/tut2017-dev, DIR/tut2017-eval."""
+    from raymtl.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth-tiny")
+    generate(out, size="tiny", seed=0, overwrite=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_features(tiny_data, ray_session, tmp_path_factory) -> Path:
+    """The tiny synthetic data featurized once for the whole run."""
+    from raymtl.data.featurize import featurize
+
+    out = tmp_path_factory.mktemp("features") / "tiny"
+    featurize(str(tiny_data / "esc50"), str(tiny_data / "tut2017-dev"), str(tiny_data / "tut2017-eval"), str(out))
+    return out
+
+
+def require_shared(path: Path) -> Path:
+    """The shared data ships beside the repo; without it these tests cannot run at all."""
+    if not path.exists():
+        pytest.fail(f"missing shared test data {path} (expected ../shared beside the checkout)")
+    return path
