@@ -52,6 +52,35 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--strict", action="store_true", help="stop at the first bad file (exit 2)")
     f.add_argument("--overwrite", action="store_true", help="replace a finished FEATURES folder")
     f.add_argument("--workers", type=int, default=None, help="featurizer processes (default: all CPUs)")
+    t = sub.add_parser("train", help="one experiment on one division/repeat/variant, on Ray Train")
+    t.add_argument("--experiment", required=True, help="baseline-asc|baseline-aec|mtl|mtl-ic|finetune-asc|...")
+    t.add_argument("--division", type=int, required=True, help="1..4")
+    t.add_argument("--repeat", type=int, default=1)
+    t.add_argument("--variant", default="triple", help="triple (left, right, sum) | quadruple (+ diff)")
+    t.add_argument("--features", required=True, help="FEATURES folder from `raymtl featurize`")
+    t.add_argument("--out", required=True, help="RUN folder (trial folders go under RUN/trials/)")
+    t.add_argument("--preset", default="paper", help="tiny | demo | paper")
+    t.add_argument("--from", dest="stage1_from", default=None, help="model file to fine-tune from")
+    t.add_argument("--gpu", choices=["auto", "yes", "no"], default="auto", help="train on a GPU")
+    t.add_argument("--max-failures", type=int, default=2, help="worker restarts from the last checkpoint")
+
+    e = sub.add_parser("ensemble", help="every member (division x repeat x variant, per task) under Ray Tune")
+    e.add_argument("--features", required=True)
+    e.add_argument("--out", required=True, help="RUN folder")
+    e.add_argument("--preset", default="paper", help="tiny | demo | paper")
+    e.add_argument("--divisions", default="1,2,3,4", help="comma-separated, e.g. 1,2")
+    e.add_argument("--repeats", type=int, default=3, help="repeats 1..N")
+    e.add_argument("--variants", default="triple,quadruple")
+    e.add_argument("--tasks", default="asc,aec")
+    e.add_argument("--gpus-per-trial", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
+    e.add_argument("--cpus-per-trial", type=float, default=1.0)
+    e.add_argument("--max-concurrent", type=int, default=None, help="members at once (default: what fits)")
+    e.add_argument("--max-failures", type=int, default=2, help="worker restarts per stage")
+
+    r = sub.add_parser("reduce", help="fuse the members' stored scores into the ensemble result")
+    r.add_argument("run", help="RUN folder")
+    r.add_argument("--allow-partial", action="store_true", help="fuse the members present when some are missing")
+
     d = sub.add_parser("demo", help="the whole pipeline on synthetic data on local Ray")
     d.add_argument("--out", default="demo-out", help="folder for the demo's data, features and run")
     d.add_argument("--seed", type=int, default=0)
@@ -85,6 +114,91 @@ def _featurize(args: argparse.Namespace) -> int:
     if report.rejects:
         print(f"{report.rejects} file(s) rejected: see {args.out}/rejects.csv")
     return 0
+
+
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from raymtl.train.runner import TrialOptions, run_trial
+    from raymtl.train.trial import TrialSpec
+
+    spec = TrialSpec(args.experiment, args.division, args.repeat, args.variant)
+    options = TrialOptions(
+        use_gpu={"auto": None, "yes": True, "no": False}[args.gpu],
+        max_failures=args.max_failures,
+        stage1_from=args.stage1_from,
+    )
+    result = run_trial(spec, args.features, args.out, args.preset, options)
+    accuracy = ", ".join(f"{t}: {a:.3f}" for t, a in result["test_accuracy"].items())
+    state = "already done" if result["already_done"] else f"done in {result['seconds']:.0f} s"
+    print(f"{spec.name}: {state}; test recording accuracy {accuracy}")
+    return 0
+
+
+def _int_list(text: str, what: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--{what} must be comma-separated integers, got {text!r}") from None
+
+
+@command("ensemble")
+def _ensemble(args: argparse.Namespace) -> int:
+    from raymtl.ensemble.grid import GridOptions, run_ensemble
+    from raymtl.ensemble.plan import EnsemblePlan
+    from raymtl.ray_session import ensure_ray
+
+    plan = EnsemblePlan(
+        divisions=_int_list(args.divisions, "divisions"),
+        repeats=list(range(1, args.repeats + 1)),
+        variants=[v for v in args.variants.split(",") if v],
+        tasks=[t for t in args.tasks.split(",") if t],
+    )
+    gpus = args.gpus_per_trial
+    if gpus is None:
+        import ray
+
+        ensure_ray()
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    options = GridOptions(
+        gpus_per_trial=gpus,
+        cpus_per_trial=args.cpus_per_trial,
+        max_concurrent=args.max_concurrent,
+        max_failures=args.max_failures,
+    )
+    report = run_ensemble(args.features, args.out, args.preset, plan, options)
+    print(report.summary())
+    if report.failed:
+        return 1
+    print(f"next: raymtl reduce {args.out}")
+    return 0
+
+
+@command("reduce")
+def _reduce(args: argparse.Namespace) -> int:
+    from raymtl.ensemble.reduce import reduce_run
+
+    summary = reduce_run(args.run, allow_partial=args.allow_partial)
+    print(format_ensemble_summary(summary))
+    return 0
+
+
+def format_ensemble_summary(summary: dict) -> str:
+    lines = [f"{'task':<5} {'members':>8} {'ensemble':>9} {'single (mean ± std)':>20} {'8-member mean':>14}"]
+    for task, s in summary["tasks"].items():
+        acc = s.get("ensemble_accuracy")
+        m = s["member_accuracy"]
+        eight = s.get("eight_member", {}).get("mean")
+        lines.append(
+            f"{task:<5} {s['n_members']:>8} {_pct(acc):>9} {_pct(m.get('mean')) + ' ± ' + _pct(m.get('std')):>20} "
+            f"{_pct(eight):>14}"
+        )
+        if s.get("missing"):
+            lines.append(f"      missing: {', '.join(s['missing'])}")
+    return "\n".join(lines)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 @command("demo")

@@ -280,7 +280,10 @@ class FusionNet(nn.Module):
             }
         )
         self.out = nn.Linear(fusion_units, n_classes[task])
+        # How far the network is frozen: a buffer, so state dicts and checkpoints carry it,
+        # and a Python copy, so train() needs no tensor read (a device sync on a GPU).
         self.register_buffer("frozen_through", torch.zeros((), dtype=torch.long))
+        self._frozen_through = 0
         self.register_load_state_dict_post_hook(_reapply_freeze)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -314,15 +317,15 @@ class FusionNet(nn.Module):
         if not 0 <= through <= N_STAGE1_LAYERS:
             raise ConfigError(f"can freeze layers 1..N for N in 0..15 only, got {through!r}")
         self.frozen_through.fill_(through)
+        self._frozen_through = through
         for n, modules in self.features.paper_layers().items():
             for module in modules:
                 module.requires_grad_(n > through)
         self.train(self.training)  # put the frozen BatchNorms in eval mode now
 
     def frozen_modules(self) -> list[nn.Module]:
-        through = int(self.frozen_through)
         layers = self.features.paper_layers()
-        return [m for n in range(1, through + 1) for m in layers[n]]
+        return [m for n in range(1, self._frozen_through + 1) for m in layers[n]]
 
     def train(self, mode: bool = True) -> "FusionNet":
         super().train(mode)

@@ -1,0 +1,24 @@
+"""`make bench`: every benchmark in turn, each printing its ratio measured in one run."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["benchmarks.bench_featurize", "benchmarks.bench_stream"]
+
+
+def main() -> int:
+    failed = []
+    for name in BENCHMARKS:
+        print(f"== {name}", flush=True)
+        try:
+            importlib.import_module(name).main([])
+        except Exception as e:  # one broken benchmark must not hide the others' numbers
+            print(f"{name} failed: {e!r}", flush=True)
+            failed.append(name)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

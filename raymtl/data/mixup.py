@@ -1,0 +1,202 @@
+"""Mixup based multitask samples (paper Eq. 1-3; DESIGN.md §1) as a Ray Data transform.
+
+For every scene patch x_S (label y_S) of a division's TUT train (validation) split, an event
+patch x_E (label y_E) is drawn at random from the same division's ESC train (validation)
+split, and the sample is x = 0.5 * x_S + 0.5 * x_E with both labels. Test patches are never
+mixed.
+
+How a partner is chosen. The ESC patches of the split form the *event pool*, sorted by
+(clip, patch_index) so its order does not depend on Parquet files or block order. A scene row's
+partner is
+
+    pool index = splitmix64(key_hash(clip, image, patch_index) XOR epoch_seed(seed, epoch)) mod N
+
+where `key_hash` is a stable 64-bit string hash (BLAKE2b, never Python's salted `hash()`) and
+N the pool size. So the pairing is a pure function of (run seed, epoch, scene row, pool):
+reproducible, and independent of batching, block order and the number of actors, which Ray Data
+is free to change between runs. Different rows get independent, uniform partners whatever the
+ratio of scene to event patches (about 30:1 on the real data: each event patch is used ~30
+times an epoch).
+
+How the transform knows the epoch. "Partners are drawn afresh every epoch" needs the epoch
+inside `MixupPairer`, but a Ray Data transform is built once (when the Dataset is defined, or
+when Train hands out a shard) and is then re-executed on every pass over the data: it has no
+argument that changes per pass, and the actors Ray Data starts for it are not reachable from
+the training loop. So `epoch` is either
+
+- an `int`: a fixed epoch, e.g. for validation pairs, which stay the same all run; or
+- an `EpochCounter` actor handle: a tiny Ray actor the training loop `set`s to the epoch
+  number *before* it starts iterating that epoch. The pairer `get`s it once per batch. Each
+  iteration of a Dataset re-executes the map, so every epoch gets fresh partners. Every Train
+  worker may call `set` with the same value (it is idempotent); a new pass only starts once all
+  of the previous pass's blocks are produced, so no batch of epoch e reads e + 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+from raymtl import schema
+from raymtl.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Output columns beside schema.X and the two task labels (traceability and tests).
+EVENT_CLIP = "event_clip"
+EVENT_PATCH_INDEX = "event_patch_index"
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser, vectorised over uint64 (wraps modulo 2**64)."""
+    z = np.asarray(x, dtype=np.uint64) + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+def key_hash(clips, images, patch_indices) -> np.ndarray:
+    """(B,) uint64: a stable hash of each row key (clip, image, patch_index).
+
+    BLAKE2b of the key text, so it is the same in every process and Python version."""
+    out = np.empty(len(clips), dtype=np.uint64)
+    for i, (c, m, p) in enumerate(zip(clips, images, patch_indices)):
+        digest = hashlib.blake2b(f"{c}\x1f{m}\x1f{int(p)}".encode(), digest_size=8).digest()
+        out[i] = int.from_bytes(digest, "little")
+    return out
+
+
+def epoch_seed(seed: int, epoch: int) -> np.uint64:
+    """One 64-bit value per (run seed, epoch); distinct seeds and epochs give unrelated values."""
+    s = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    return splitmix64(s ^ np.uint64(epoch & 0xFFFFFFFFFFFFFFFF))[0]
+
+
+def partner_indices(keys: np.ndarray, seed: int, epoch: int, pool_size: int) -> np.ndarray:
+    """(B,) int64 pool indices for rows with key hashes `keys` (see the module docstring)."""
+    if pool_size <= 0:
+        raise ValueError("the event pool is empty")
+    h = splitmix64(np.asarray(keys, dtype=np.uint64) ^ epoch_seed(seed, epoch))
+    # Modulo bias is at most pool_size / 2**64: negligible.
+    return (h % np.uint64(pool_size)).astype(np.int64)
+
+
+class EpochCounter:
+    """The current epoch, shared between the training loop and the mixup actors.
+
+    Create with `ray.remote(EpochCounter).options(num_cpus=0).remote(start)` or
+    `EpochCounter.start()`; the training loop calls `counter.set.remote(epoch)` (and waits
+    for it) before iterating each epoch."""
+
+    def __init__(self, epoch: int = 0):
+        self._epoch = int(epoch)
+
+    def set(self, epoch: int) -> int:
+        self._epoch = int(epoch)
+        return self._epoch
+
+    def get(self) -> int:
+        return self._epoch
+
+    @staticmethod
+    def start(epoch: int = 0):
+        """A new counter actor (no CPU reserved: it only holds an int)."""
+        import ray
+
+        return ray.remote(EpochCounter).options(num_cpus=0).remote(epoch)
+
+
+def load_event_pool(features: str, division: int, split: str) -> dict[str, np.ndarray]:
+    """The ESC patches of `division`'s `split`, read with Ray Data, in (clip, patch_index) order.
+
+    Returns {"patch": (N, 128, 128) float32, "label": (N,) int64, "clip": (N,) str,
+    "patch_index": (N,) int64}. Raises `UserError` if the split has no ESC patches."""
+    from raymtl.data.streams import event_patches
+
+    ds = event_patches(features, division, split)
+    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    parts = [p for p in parts if len(p[schema.LABEL])]
+    if not parts:
+        raise UserError(
+            f"{features}: no ESC-50 patches in the {split} split of division {division}; "
+            "mixup needs event patches to pair with (were the ESC-50 files featurized?)"
+        )
+    clip = np.concatenate([np.asarray(p[schema.CLIP], dtype=object) for p in parts])
+    patch_index = np.concatenate([np.asarray(p[schema.PATCH_INDEX]) for p in parts]).astype(np.int64)
+    order = np.lexsort((patch_index, clip.astype(str)))
+    pool = {
+        "patch": np.concatenate([p[schema.PATCH] for p in parts]).astype(np.float32, copy=False)[order],
+        "label": np.concatenate([p[schema.LABEL] for p in parts]).astype(np.int64)[order],
+        "clip": clip[order].astype(str),
+        "patch_index": patch_index[order],
+    }
+    log.info("event pool of division %d, %s split: %d patches", division, split, len(order))
+    return pool
+
+
+def check_pool(pool: Mapping[str, np.ndarray]) -> None:
+    missing = {"patch", "label", "clip", "patch_index"} - set(pool)
+    if missing:
+        raise ValueError(f"event pool lacks {sorted(missing)}")
+    n = len(pool["label"])
+    if n == 0:
+        raise UserError("the event pool is empty: mixup needs event patches to pair with")
+    for k in ("patch", "clip", "patch_index"):
+        if len(pool[k]) != n:
+            raise ValueError(f"event pool column {k!r} has {len(pool[k])} rows, label has {n}")
+
+
+class MixupPairer:
+    """Ray Data callable class: scene patch rows -> mixup samples with both labels.
+
+    Used as ``ds.map_batches(MixupPairer, fn_constructor_kwargs=dict(event_pool=ref, seed=s,
+    epoch=e), batch_format="numpy", compute=...)``. `event_pool` is `load_event_pool`'s dict or
+    an ObjectRef of it (fetched once per actor, zero-copy from the object store); `epoch` an int
+    or an `EpochCounter` handle. With `trace`, the output also names each row's partner
+    (`event_clip`, `event_patch_index`) and keeps the scene row's key; strings cannot go
+    through `iter_torch_batches`, so training streams leave it off.
+    """
+
+    def __init__(self, event_pool: Any, seed: int, epoch: Any = 0, trace: bool = True):
+        import ray
+
+        if isinstance(event_pool, ray.ObjectRef):
+            event_pool = ray.get(event_pool)
+        check_pool(event_pool)
+        self.pool = event_pool
+        self.seed = int(seed)
+        self.epoch = epoch
+        self.trace = trace
+
+    def current_epoch(self) -> int:
+        if isinstance(self.epoch, (int, np.integer)):
+            return int(self.epoch)
+        import ray
+
+        return int(ray.get(self.epoch.get.remote()))
+
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        scene = np.asarray(batch[schema.PATCH], dtype=np.float32)  # (B, 128, 128)
+        keys = key_hash(batch[schema.CLIP], batch[schema.IMAGE], batch[schema.PATCH_INDEX])
+        idx = partner_indices(keys, self.seed, self.current_epoch(), len(self.pool["label"]))
+        event = self.pool["patch"][idx]  # (B, 128, 128)
+        half = np.float32(0.5)
+        x = half * scene + half * event  # Eq. 1: both factors exact, one rounding in the sum
+        out = {
+            schema.X: x,
+            schema.TASK_LABEL["asc"]: np.asarray(batch[schema.LABEL]).astype(np.int64),
+            schema.TASK_LABEL["aec"]: self.pool["label"][idx].astype(np.int64),
+        }
+        if self.trace:
+            out[EVENT_CLIP] = self.pool["clip"][idx]
+            out[EVENT_PATCH_INDEX] = self.pool["patch_index"][idx].astype(np.int64)
+            for c in (schema.CLIP, schema.IMAGE, schema.PATCH_INDEX):
+                out[c] = np.asarray(batch[c])
+        return out

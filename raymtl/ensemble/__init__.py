@@ -1,0 +1,1 @@
+"""The ensemble: its member matrix (`plan`) and the late-fusion reduce over stored scores (`reduce`)."""

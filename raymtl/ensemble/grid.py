@@ -1,0 +1,200 @@
+"""The ensemble grid: every member as Ray Train runs under Ray Tune.
+
+One Tune trial per (division, repeat, variant) runs that member's two stages back to back: the
+`mtl-ic` trial (which trains the stage-1 network of each target task: alpha 0.7 and ASC's
+epochs for ASC, alpha 0.6 and AEC's epochs for AEC), then `finetune-asc` and `finetune-aec`,
+each starting as soon as its own stage 1 is done. Each stage is a `TorchTrainer` run inside the
+Tune function trainable (Ray Train V2's way to run many Train runs under Tune), reporting to
+Tune through `TuneReportCallback`. `max_concurrent_trials` bounds how many run at once.
+
+Faults: a Train worker that dies restarts from its last checkpoint (`FailureConfig`); a rerun of
+the same command skips finished trials (their `result.json`) and resumes unfinished ones from
+their Train checkpoints, which live under names made only from the member's coordinates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from raymtl import storage
+from raymtl.config import Preset, get_preset
+from raymtl.ensemble.plan import EnsemblePlan, member_experiment, write_plan
+from raymtl.train import trial as T
+from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trial
+
+log = logging.getLogger(__name__)
+
+STAGE1 = "mtl-ic"
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    gpus_per_trial: float = 0.0  # per Train worker; 0 on CPU-only machines
+    cpus_per_trial: float = 1.0  # per Train worker
+    max_concurrent: int | None = None  # None: as many as the cluster's resources allow
+    max_failures: int = 2  # Train worker restarts per stage
+
+
+def member_trials(division: int, repeat: int, variant: str, tasks) -> list[T.TrialSpec]:
+    """The trials of one member, in the order they run."""
+    specs = [T.TrialSpec(STAGE1, division, repeat, variant)]
+    specs += [T.TrialSpec(member_experiment(t), division, repeat, variant) for t in tasks]
+    return specs
+
+
+def run_member(config: dict[str, Any]) -> dict[str, Any]:
+    """Tune function trainable: one member's stages, skipping those already finished."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    m = config["member"]
+    options = TrialOptions(
+        use_gpu=config["gpus_per_trial"] > 0,
+        cpus_per_worker=config["cpus_per_trial"],
+        gpus_per_worker=config["gpus_per_trial"],
+        max_failures=config["max_failures"],
+        train_callbacks=(TuneReportCallback(),),
+    )
+    accuracies = {}
+    for spec in member_trials(m["division"], m["repeat"], m["variant"], config["tasks"]):
+        result = run_trial(spec, config["features"], config["run"], config["preset"], options)
+        accuracies[spec.experiment] = result["test_accuracy"]
+    final = {f"{e}/{t}": a for e, accs in accuracies.items() for t, a in accs.items()}
+    tune.report({"member_done": 1, **final})
+    return final
+
+
+@dataclass(frozen=True)
+class EnsembleReport:
+    run: str
+    members: int
+    finished_before: int
+    trained: int
+    failed: list[str]
+    seconds: float
+
+    def summary(self) -> str:
+        failed = f"; FAILED: {', '.join(self.failed)}" if self.failed else ""
+        return (
+            f"{self.members} members in {self.run}: {self.finished_before} already done, "
+            f"{self.trained} trained now in {self.seconds:.0f} s{failed}"
+        )
+
+
+def _member_name(m: dict) -> str:
+    return f"d{m['division']}-r{m['repeat']}-{m['variant']}"
+
+
+def _member_done(run: str, m: dict, tasks) -> bool:
+    return all(T.is_finished(run, s) for s in member_trials(m["division"], m["repeat"], m["variant"], tasks))
+
+
+class _Progress:
+    """A Tune callback logging members done / running / failed and the time so far."""
+
+    def __new__(cls, total: int, already: int):
+        from ray.tune import Callback
+
+        class Progress(Callback):
+            def __init__(self):
+                self.t0 = time.perf_counter()
+                self.done, self.failed, self.running = already, 0, set()
+
+            def _log(self, what: str) -> None:
+                log.info(
+                    "ensemble: %d/%d members done, %d running, %d failed, %.0f s (%s)",
+                    self.done, total, len(self.running), self.failed, time.perf_counter() - self.t0, what,
+                )  # fmt: skip
+
+            def on_trial_start(self, iteration, trials, trial, **info):
+                self.running.add(trial.trial_id)
+                self._log(f"started {_member_name(trial.config['member'])}")
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                self.running.discard(trial.trial_id)
+                self.done += 1
+                self._log(f"finished {_member_name(trial.config['member'])}")
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                self.running.discard(trial.trial_id)
+                self.failed += 1
+                self._log(f"FAILED {_member_name(trial.config['member'])}")
+
+        return Progress()
+
+
+def run_ensemble(
+    features: str,
+    run: str,
+    preset: Preset | str,
+    plan: EnsemblePlan,
+    options: GridOptions = GridOptions(),
+) -> EnsembleReport:
+    """Train every member of `plan` not yet finished in `run`; returns what happened."""
+    import ray
+    from ray import tune
+
+    from raymtl.ray_session import ensure_ray
+
+    t0 = time.perf_counter()
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    ensure_run_manifest(run, preset, features)
+    write_plan(run, plan, preset=preset.name)
+    members = [
+        {"division": d, "repeat": r, "variant": v}
+        for r in plan.repeats
+        for v in plan.variants
+        for d in plan.divisions
+    ]
+    todo = [m for m in members if not _member_done(run, m, plan.tasks)]
+    done_before = len(members) - len(todo)
+    log.info("ensemble: %d members (%d already done), tasks %s", len(members), done_before, ",".join(plan.tasks))
+    if not todo:
+        return EnsembleReport(run, len(members), done_before, 0, [], time.perf_counter() - t0)
+
+    ensure_ray()
+    max_concurrent = options.max_concurrent or _default_concurrency(options)
+    fs, run_path = storage.resolve(run)
+    tuner = tune.Tuner(
+        # The member function only drives Train runs: it holds no CPU of its own, so the Train
+        # workers and Ray Data get the cluster (DESIGN.md §2: Tune can starve Data otherwise).
+        tune.with_resources(run_member, {"CPU": 0}),
+        param_space={
+            "member": tune.grid_search(todo),
+            "features": features,
+            "run": run,
+            "preset": preset.name,
+            "tasks": list(plan.tasks),
+            **{k: v for k, v in dataclasses.asdict(options).items() if k != "max_concurrent"},
+        },
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(
+            name="grid",
+            storage_path=storage.join(run if "://" in run else run_path, "ray"),
+            failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=[_Progress(len(members), done_before)],
+            verbose=0,
+        ),
+    )
+    results = tuner.fit()
+    failed = [_member_name(r.config["member"]) for r in results if r.error is not None]
+    for r in results:
+        if r.error is not None:
+            log.error("member %s failed: %s", _member_name(r.config["member"]), r.error)
+    trained = len(todo) - len(failed)
+    return EnsembleReport(run, len(members), done_before, trained, failed, time.perf_counter() - t0)
+
+
+def _default_concurrency(options: GridOptions) -> int:
+    """As many members at once as the cluster has worker slots for (at least 1)."""
+    import ray
+
+    res = ray.cluster_resources()
+    if options.gpus_per_trial > 0:
+        return max(1, int(res.get("GPU", 0) // options.gpus_per_trial))
+    # CPU only: keep one CPU free for the Ray Data tasks that feed the workers.
+    return max(1, int((res.get("CPU", 1) - 1) // max(options.cpus_per_trial, 1e-9)))

@@ -1,0 +1,462 @@
+"""Late-fusion reduce (paper §II-E, §III-F; DESIGN.md §1 "Evaluation and the ensemble").
+
+For each target task, every member's stored test scores are fused without retraining:
+
+- for each test patch (dataset, clip, image, patch_index), the softmax vectors of every member
+  that scored it are summed and the argmax is the patch's vote. A member scores exactly its own
+  test split: TUT's evaluation set is shared, so all members score it (the `diff` image only the
+  quadruple members); an ESC clip is in one division's test fold, so only that division's
+  members score it, and the AEC accuracy covers all test folds together;
+- a recording's prediction is the majority vote of its patches over all its channel images
+  (`raymtl.train.evaluate.vote`: ties go to the larger summed score);
+- subsets come from the same scores: the paper's 8-member ensembles (the division models of one
+  triple repeat plus those of one quadruple repeat, every pairing) and accuracy against ensemble
+  size, with groups of (repeat, variant) models so that every test clip keeps its votes.
+
+Member scores are accumulated per group, (G groups, N patches, P classes) float64, so a subset is
+a sum of at most G arrays and the full scores are never held twice.
+
+Outputs, written atomically: RUN/ensemble/summary.json and RUN/ensemble/predictions.parquet.
+Standard deviations are population ones (ddof=0), as numpy's default.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raymtl import schema, storage
+from raymtl.ensemble.plan import ENSEMBLE_DIR, EnsemblePlan, read_plan
+from raymtl.errors import InputFileError, UserError
+from raymtl.train import trial as T
+from raymtl.train.evaluate import RecordingVotes, vote
+from raymtl.train.scoring import SCORES, TASK, scores_matrix
+
+log = logging.getLogger(__name__)
+
+SUMMARY_FILE = "summary.json"
+PREDICTIONS_FILE = "predictions.parquet"
+
+# A test patch, and a recording, are identified by these columns of the scores table.
+PATCH_KEY = (schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX)
+RECORDING_KEY = (schema.DATASET, schema.CLIP)
+_KEY_SCHEMA = pa.schema(
+    [
+        (schema.DATASET, pa.string()),
+        (schema.CLIP, pa.string()),
+        (schema.IMAGE, pa.string()),
+        (schema.PATCH_INDEX, pa.int32()),
+    ]
+)
+_ROW = "__row"  # helper columns for the patch-key join
+_INDEX = "__patch"
+
+# predictions.parquet: one row per (task, recording).
+PREDICTION = "prediction"
+CORRECT = "correct"
+N_MEMBERS = "n_members"  # per recording: members that scored any of its patches; per task: members fused
+VOTES = "votes"  # list<int32> (P,): patch votes per class (argmax of the fused patch scores)
+SUMMED_SCORES = "summed_scores"  # list<float64> (P,): fused scores summed over the recording's patches
+PREDICTION_COLUMNS = (
+    TASK,
+    schema.DATASET,
+    schema.CLIP,
+    schema.LABEL,
+    PREDICTION,
+    CORRECT,
+    N_MEMBERS,
+    VOTES,
+    SUMMED_SCORES,
+)
+
+# summary.json: top level, then per task (under "tasks").
+PLAN = "plan"
+ALLOW_PARTIAL = "allow_partial"
+CREATED = "created"
+STD = "std"  # the standard deviation convention, in words
+TASKS_KEY = "tasks"
+COMBINATION_CAP_KEY = "combination_cap"
+MEMBERS = "members"
+MISSING = "missing"
+MISSING_REASONS = "missing_reasons"
+N_PLANNED = "n_planned"
+ENSEMBLE_ACCURACY = "ensemble_accuracy"
+N_RECORDINGS = "n_recordings"
+N_PATCHES = "n_patches"
+N_CLASSES = "n_classes"
+MEMBER_ACCURACY = "member_accuracy"  # {mean, std, n, per_member: {trial: accuracy}}
+TABLE1 = "table1"  # per variant and "all": {mean, std, n_repeats, per_repeat: {repeat: accuracy}}
+EIGHT_MEMBER = "eight_member"  # {combinations: [{triple_repeat, quadruple_repeat, members, accuracy}], mean}
+BY_SIZE = "by_size"  # [{groups, members, combinations, total_combinations, mean, min, max}]
+NOTE = "note"
+
+STD_CONVENTION = "population (ddof=0)"
+COMBINATION_CAP = 50  # subsets evaluated per ensemble size, at most (a seeded sample beyond it)
+_COMBINATION_SEED = 0
+
+
+@dataclass
+class _TaskScores:
+    """One task's member scores, aligned on the union of the test patches they cover."""
+
+    task: str
+    groups: list[tuple[int, str]]  # (repeat, variant), index = group number
+    present: list[T.TrialSpec] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)  # trial -> reason
+    keys: pa.Table | None = None  # the union of patch keys, sorted, one row per patch
+    patch_rec: np.ndarray | None = None  # (N,) recording number of each patch
+    rec_dataset: np.ndarray | None = None  # (R,)
+    rec_clip: np.ndarray | None = None  # (R,)
+    labels: np.ndarray | None = None  # (N,)
+    group_sum: np.ndarray | None = None  # (G, N, P) summed member scores per group
+    group_count: np.ndarray | None = None  # (G, N) members of the group that scored the patch
+    rec_members: np.ndarray | None = None  # (R,) members that scored any patch of the recording
+    member_accuracy: dict[str, float] = field(default_factory=dict)
+
+    def group_of(self, spec: T.TrialSpec) -> int:
+        return self.groups.index((spec.repeat, spec.variant))
+
+    def present_in(self, groups: Sequence[int]) -> int:
+        wanted = {self.groups[g] for g in groups}
+        return sum((s.repeat, s.variant) in wanted for s in self.present)
+
+
+def reduce_run(run: str, *, allow_partial: bool = False, plan: EnsemblePlan | None = None) -> dict[str, Any]:
+    """Fuse the stored member scores of RUN; write and return the summary (see module docstring).
+
+    Raises `UserError` naming every missing member (no result.json, or no scores for the task)
+    unless `allow_partial`, in which case the members present are fused and the rest listed.
+    """
+    plan = plan if plan is not None else read_plan(run)
+    fs, run_path = storage.resolve(run)
+    t0 = time.perf_counter()
+
+    scans = {task: _scan(run, plan, task) for task in plan.tasks}
+    missing = [(task, s) for task, s in scans.items() if s.missing]
+    if missing and not allow_partial:
+        parts = [
+            f"{len(s.missing)} of {len(s.missing) + len(s.present)} {task} members missing: "
+            + ", ".join(f"{name} ({why})" for name, why in s.missing.items())
+            for task, s in missing
+        ]
+        raise UserError(
+            f"cannot fuse {run}: " + "; ".join(parts) + "; rerun `raymtl ensemble` or pass --allow-partial"
+        )
+    if not any(s.present for s in scans.values()):
+        raise UserError(f"cannot fuse {run}: no ensemble member has finished ({plan.describe()})")
+
+    tasks, predictions = {}, []
+    for task, scan in scans.items():
+        if scan.missing:
+            log.warning(
+                "%s: fusing without %d missing members: %s", task, len(scan.missing), ", ".join(scan.missing)
+            )
+        if not scan.present:
+            tasks[task] = _empty_task_summary(scan, plan)
+            continue
+        _accumulate(run, scan)
+        summary, table = _summarise(scan, plan)
+        scan.group_sum = scan.group_count = None  # the next task's sums need the memory
+        tasks[task] = summary
+        predictions.append(table)
+        log.info(
+            "%s: %d members, %d recordings, ensemble accuracy %.4f (members %.4f on average)",
+            task,
+            summary[N_MEMBERS],
+            summary[N_RECORDINGS],
+            summary[ENSEMBLE_ACCURACY],
+            summary[MEMBER_ACCURACY]["mean"],
+        )
+
+    summary = {
+        PLAN: plan.to_dict(),
+        ALLOW_PARTIAL: allow_partial,
+        CREATED: time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        STD: STD_CONVENTION,
+        COMBINATION_CAP_KEY: COMBINATION_CAP,
+        TASKS_KEY: tasks,
+    }
+    out = storage.join(run_path, ENSEMBLE_DIR)
+    buf = io.BytesIO()
+    pq.write_table(pa.concat_tables(predictions), buf)
+    storage.write_bytes(fs, storage.join(out, PREDICTIONS_FILE), buf.getvalue())
+    storage.write_json(fs, storage.join(out, SUMMARY_FILE), summary)
+    log.info("reduce of %s done in %.1f s", run, time.perf_counter() - t0)
+    return summary
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _read_scores(fs, path: str, task: str, columns: Sequence[str]) -> pa.Table:
+    try:
+        return pq.read_table(path, filesystem=fs, columns=list(columns), filters=[(TASK, "==", task)])
+    except (pa.ArrowInvalid, OSError) as e:
+        raise InputFileError(path, f"unreadable scores table ({e})") from None
+
+
+def _scan(run: str, plan: EnsemblePlan, task: str) -> _TaskScores:
+    """First pass: which members are there, and the union of the test patches they scored."""
+    fs, _ = storage.resolve(run)
+    scan = _TaskScores(task=task, groups=plan.groups())
+    keys = None
+    for spec in plan.members(task):
+        tdir = T.trial_dir(run, spec)
+        if not storage.is_file(fs, storage.join(tdir, T.RESULT)):
+            scan.missing[spec.name] = "not finished"
+            continue
+        path = storage.join(tdir, T.SCORES)
+        if not storage.is_file(fs, path):
+            scan.missing[spec.name] = f"no {T.SCORES}"
+            continue
+        member_keys = _read_scores(fs, path, task, PATCH_KEY)
+        if member_keys.num_rows == 0:
+            scan.missing[spec.name] = f"no {task} scores"
+            continue
+        member_keys = member_keys.select(list(PATCH_KEY)).cast(_KEY_SCHEMA)
+        scan.present.append(spec)
+        both = member_keys if keys is None else pa.concat_tables([keys, member_keys])
+        keys = both.group_by(list(PATCH_KEY), use_threads=False).aggregate([])
+    if keys is None:
+        return scan
+    keys = keys.sort_by([(k, "ascending") for k in PATCH_KEY])
+    scan.keys = keys.append_column(_INDEX, pa.array(np.arange(keys.num_rows, dtype=np.int64)))
+    # Keys are sorted, so a recording's patches are consecutive rows.
+    ds = keys.column(schema.DATASET).to_numpy(zero_copy_only=False)
+    clip = keys.column(schema.CLIP).to_numpy(zero_copy_only=False)
+    first = np.ones(len(ds), dtype=bool)
+    first[1:] = (ds[1:] != ds[:-1]) | (clip[1:] != clip[:-1])
+    scan.patch_rec = np.cumsum(first) - 1
+    scan.rec_dataset, scan.rec_clip = ds[first], clip[first]
+    return scan
+
+
+def _accumulate(run: str, scan: _TaskScores) -> None:
+    """Second pass: add every member's scores into its group's sums, aligned on the patch keys."""
+    fs, _ = storage.resolve(run)
+    n_patches, n_groups = scan.keys.num_rows, len(scan.groups)
+    scan.labels = np.full(n_patches, -1, dtype=np.int64)
+    scan.group_count = np.zeros((n_groups, n_patches), dtype=np.int32)
+    scan.rec_members = np.zeros(len(scan.rec_clip), dtype=np.int32)
+    index_keys = scan.keys.select([*PATCH_KEY, _INDEX])
+    for i, spec in enumerate(scan.present, 1):
+        path = storage.join(T.trial_dir(run, spec), T.SCORES)
+        table = _read_scores(fs, path, scan.task, [*PATCH_KEY, schema.LABEL, SCORES])
+        n = table.num_rows
+        member_keys = table.select(list(PATCH_KEY)).cast(_KEY_SCHEMA)
+        member_keys = member_keys.append_column(_ROW, pa.array(np.arange(n, dtype=np.int64)))
+        joined = member_keys.join(index_keys, keys=list(PATCH_KEY), join_type="inner", use_threads=False)
+        if joined.num_rows != n:
+            raise InputFileError(
+                path, f"{n - joined.num_rows} {scan.task} rows with null or changed patch keys"
+            )
+        idx = np.empty(n, dtype=np.int64)
+        idx[joined.column(_ROW).to_numpy()] = joined.column(_INDEX).to_numpy()
+        if np.bincount(idx, minlength=n_patches).max() > 1:
+            raise InputFileError(path, f"a {scan.task} test patch is scored more than once")
+        scores = scores_matrix(table)  # (n, P)
+        labels = table.column(schema.LABEL).to_numpy(zero_copy_only=False).astype(np.int64)
+        if scan.group_sum is None:
+            scan.group_sum = np.zeros((n_groups, n_patches, scores.shape[1]), dtype=np.float64)
+        elif scores.shape[1] != scan.group_sum.shape[2]:
+            raise InputFileError(
+                path,
+                f"{scores.shape[1]} {scan.task} classes where other members have {scan.group_sum.shape[2]}",
+            )
+        known = scan.labels[idx]
+        clash = (known >= 0) & (known != labels)
+        if clash.any():
+            j = int(np.argmax(clash))
+            raise InputFileError(
+                path, f"label {labels[j]} of a patch of {table.column(schema.CLIP)[j]} differs"
+            )
+        scan.labels[idx] = labels
+
+        g = scan.group_of(spec)
+        scan.group_sum[g, idx] += scores  # idx is unique within a member
+        scan.group_count[g, idx] += 1
+        scan.rec_members[np.unique(scan.patch_rec[idx])] += 1
+        scan.member_accuracy[spec.name] = vote(scan.patch_rec[idx], scores, labels).accuracy
+        log.debug("%s: %s added (%d/%d, %d patches)", scan.task, spec.name, i, len(scan.present), n)
+
+
+# ---------------------------------------------------------------- fusion and subsets
+
+
+def _fused_votes(scan: _TaskScores, groups: Sequence[int]) -> RecordingVotes | None:
+    """Votes of the ensemble of `groups`: patch scores summed over their members, then voted.
+
+    Only patches that at least one of the members scored take part (a triple-only subset does not
+    vote on `diff` patches).
+    """
+    fused = scan.group_sum[groups[0]].copy()  # (N, P)
+    count = scan.group_count[groups[0]].copy()  # (N,)
+    for g in groups[1:]:
+        fused += scan.group_sum[g]
+        count += scan.group_count[g]
+    scored = count > 0
+    if not scored.any():
+        return None
+    return vote(scan.patch_rec[scored], fused[scored], scan.labels[scored])
+
+
+def _accuracy(scan: _TaskScores, groups: Sequence[int]) -> float | None:
+    votes = _fused_votes(scan, groups)
+    return votes.accuracy if votes is not None else None
+
+
+def _combinations(n: int, k: int, cap: int) -> list[tuple[int, ...]]:
+    """All k-subsets of range(n) in lexicographic order, or a seeded sample of `cap` of them."""
+    if math.comb(n, k) <= cap:
+        return list(itertools.combinations(range(n), k))
+    rng = np.random.default_rng(_COMBINATION_SEED)
+    chosen: set[tuple[int, ...]] = set()
+    while len(chosen) < cap:
+        chosen.add(tuple(sorted(int(i) for i in rng.choice(n, size=k, replace=False))))
+    return sorted(chosen)
+
+
+def _stats(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    vals = np.array([v for v in values if v is not None], dtype=np.float64)
+    if not len(vals):
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(vals.mean()), "std": float(vals.std(ddof=0)), "n": int(len(vals))}
+
+
+def _table1(scan: _TaskScores, plan: EnsemblePlan) -> dict[str, Any]:
+    """Paper Table I: mean ± std over repeats of the mean over divisions, per variant and over
+    both variants together (then the per-repeat mean runs over divisions and variants)."""
+    out = {}
+    for name, variants in [*((v, (v,)) for v in plan.variants), ("all", plan.variants)]:
+        per_repeat = {}
+        for r in plan.repeats:
+            accs = [
+                scan.member_accuracy[s.name] for s in scan.present if s.repeat == r and s.variant in variants
+            ]
+            if accs:
+                per_repeat[str(r)] = float(np.mean(accs))
+        stats = _stats(list(per_repeat.values()))
+        out[name] = {
+            "mean": stats["mean"],
+            "std": stats["std"],
+            "n_repeats": stats["n"],
+            "per_repeat": per_repeat,
+        }
+    return out
+
+
+def _eight_member(scan: _TaskScores, plan: EnsemblePlan) -> dict[str, Any]:
+    """Paper §III-F: the division models of one triple repeat plus those of one quadruple repeat."""
+    if not {"triple", "quadruple"} <= set(plan.variants):
+        return {
+            "combinations": [],
+            "mean": None,
+            NOTE: f"skipped: needs triple and quadruple models, the plan has only {', '.join(plan.variants)}",
+        }
+    combos = []
+    for rt in plan.repeats:
+        for rq in plan.repeats:
+            groups = [scan.groups.index((rt, "triple")), scan.groups.index((rq, "quadruple"))]
+            combos.append(
+                {
+                    "triple_repeat": rt,
+                    "quadruple_repeat": rq,
+                    "members": scan.present_in(groups),
+                    "accuracy": _accuracy(scan, groups),
+                }
+            )
+    return {"combinations": combos, "mean": _stats([c["accuracy"] for c in combos])["mean"]}
+
+
+def _by_size(scan: _TaskScores, plan: EnsemblePlan) -> list[dict[str, Any]]:
+    """Accuracy against ensemble size; each (repeat, variant) group brings one model per division."""
+    n_groups, rows = len(scan.groups), []
+    for k in range(1, n_groups + 1):
+        combos = _combinations(n_groups, k, COMBINATION_CAP)
+        accs = [a for a in (_accuracy(scan, c) for c in combos) if a is not None]
+        rows.append(
+            {
+                "groups": k,
+                "members": k * len(plan.divisions),
+                "combinations": len(combos),
+                "total_combinations": math.comb(n_groups, k),
+                "mean": float(np.mean(accs)) if accs else None,
+                "min": float(np.min(accs)) if accs else None,
+                "max": float(np.max(accs)) if accs else None,
+            }
+        )
+    return rows
+
+
+def _summarise(scan: _TaskScores, plan: EnsemblePlan) -> tuple[dict[str, Any], pa.Table]:
+    all_groups = list(range(len(scan.groups)))
+    votes = _fused_votes(scan, all_groups)
+    assert votes is not None  # at least one member is present
+    member = _stats(list(scan.member_accuracy.values()))
+    summary = {
+        N_PLANNED: len(scan.present) + len(scan.missing),
+        N_MEMBERS: len(scan.present),
+        MEMBERS: [s.name for s in scan.present],
+        MISSING: list(scan.missing),
+        MISSING_REASONS: dict(scan.missing),
+        ENSEMBLE_ACCURACY: votes.accuracy,
+        N_RECORDINGS: int(len(votes.clips)),
+        N_PATCHES: int(scan.keys.num_rows),
+        N_CLASSES: int(scan.group_sum.shape[2]),
+        MEMBER_ACCURACY: {**member, "per_member": dict(scan.member_accuracy)},
+        TABLE1: _table1(scan, plan),
+        EIGHT_MEMBER: _eight_member(scan, plan),
+        BY_SIZE: _by_size(scan, plan),
+    }
+    return summary, _predictions_table(scan, votes)
+
+
+def _empty_task_summary(scan: _TaskScores, plan: EnsemblePlan) -> dict[str, Any]:
+    return {
+        N_PLANNED: len(scan.missing),
+        N_MEMBERS: 0,
+        MEMBERS: [],
+        MISSING: list(scan.missing),
+        MISSING_REASONS: dict(scan.missing),
+        ENSEMBLE_ACCURACY: None,
+        N_RECORDINGS: 0,
+        N_PATCHES: 0,
+        N_CLASSES: None,
+        MEMBER_ACCURACY: {"mean": None, "std": None, "n": 0, "per_member": {}},
+        TABLE1: {},
+        EIGHT_MEMBER: {"combinations": [], "mean": None},
+        BY_SIZE: [],
+        NOTE: f"no {scan.task} member has finished; nothing fused",
+    }
+
+
+def _list_column(values: np.ndarray, value_type: pa.DataType) -> pa.Array:
+    n, width = values.shape
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), value_type))
+
+
+def _predictions_table(scan: _TaskScores, votes: RecordingVotes) -> pa.Table:
+    rec = votes.clips  # recording numbers
+    return pa.table(
+        {
+            TASK: pa.array([scan.task] * len(rec), pa.string()),
+            schema.DATASET: pa.array(scan.rec_dataset[rec], pa.string()),
+            schema.CLIP: pa.array(scan.rec_clip[rec], pa.string()),
+            schema.LABEL: pa.array(votes.labels, pa.int32()),
+            PREDICTION: pa.array(votes.predictions, pa.int32()),
+            CORRECT: pa.array(votes.predictions == votes.labels, pa.bool_()),
+            N_MEMBERS: pa.array(scan.rec_members[rec], pa.int32()),
+            VOTES: _list_column(votes.votes, pa.int32()),
+            SUMMED_SCORES: _list_column(votes.summed_scores, pa.float64()),
+        }
+    )

@@ -1,0 +1,71 @@
+"""Scoring test patches with a saved model, as a Ray Data callable class, and the scores table.
+
+`scores.parquet` has one row per (task, test patch): trial, task, dataset, clip, image,
+patch_index, label and `scores`, the softmax over the task's P classes (list<float32>).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+
+from raymtl import schema, storage
+
+SCORES = "scores"
+TRIAL = "trial"
+TASK = "task"
+SCORE_COLUMNS = (TRIAL, TASK, schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL, SCORES)
+
+
+class PatchScorer:
+    """Ray Data callable class: test patches -> per-patch softmax scores for one task."""
+
+    def __init__(self, model_uri: str, task: str, batch_size: int = 256):
+        import torch
+
+        from raymtl.models import load_model
+
+        fs, path = storage.resolve(model_uri)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model, self.meta = load_model(io.BytesIO(storage.read_bytes(fs, path)), map_location=self.device)
+        self.task = task
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import torch
+
+        x = torch.as_tensor(np.ascontiguousarray(batch[schema.X]), device=self.device)
+        with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            logits = self.model(x)[self.task]
+        out = {k: batch[k] for k in (schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)}
+        out[SCORES] = logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
+        return out
+
+
+def scores_table(trial: str, task: str, scored: dict[str, np.ndarray]) -> pa.Table:
+    """A scores table from the concatenated output of `PatchScorer`."""
+    n = len(scored[schema.CLIP])
+    scores = np.asarray(scored[SCORES], dtype=np.float32)
+    flat = pa.array(scores.reshape(-1), pa.float32())
+    offsets = pa.array(np.arange(0, n * scores.shape[1] + 1, scores.shape[1], dtype=np.int32))
+    return pa.table(
+        {
+            TRIAL: pa.array([trial] * n, pa.string()),
+            TASK: pa.array([task] * n, pa.string()),
+            schema.DATASET: pa.array(scored[schema.DATASET].astype(str), pa.string()),
+            schema.CLIP: pa.array(scored[schema.CLIP].astype(str), pa.string()),
+            schema.IMAGE: pa.array(scored[schema.IMAGE].astype(str), pa.string()),
+            schema.PATCH_INDEX: pa.array(scored[schema.PATCH_INDEX], pa.int32()),
+            schema.LABEL: pa.array(scored[schema.LABEL], pa.int32()),
+            SCORES: pa.ListArray.from_arrays(offsets, flat),
+        }
+    )
+
+
+def scores_matrix(table: pa.Table) -> np.ndarray:
+    """(N, P) float32 from a scores table's list column."""
+    col = table.column(SCORES).combine_chunks()
+    n = len(col)
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(n, -1) if n else np.zeros((0, 0), np.float32)

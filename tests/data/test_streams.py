@@ -1,0 +1,219 @@
+"""The member's Ray Datasets: the right rows of each division and split, as many as the manifest
+implies, the columns training and scoring read, subsampling, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from raymtl import schema
+from raymtl.data.streams import (
+    TEST_COLUMNS,
+    class_counts,
+    event_patches,
+    expected_patches,
+    mixup_stream,
+    scene_patches,
+    single_task_stream,
+    test_patches,
+)
+from raymtl.errors import ConfigError, UserError
+
+Y_ASC, Y_AEC = schema.TASK_LABEL["asc"], schema.TASK_LABEL["aec"]
+
+
+def _clips(meta, dataset, subset=None, folds=None) -> int:
+    """Distinct clips of `dataset` (optionally one subset, some folds) in the features."""
+    m = meta[meta.dataset == dataset]
+    if subset is not None:
+        m = m[m.subset == subset]
+    if folds is not None:
+        m = m[m.fold.isin(folds)]
+    return m["clip"].nunique()
+
+
+def _collect(ds) -> dict[str, np.ndarray]:
+    parts = [b for b in ds.iter_batches(batch_size=None, batch_format="numpy") if len(next(iter(b.values())))]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+@pytest.fixture(scope="module")
+def meta(tiny_features):
+    cols = [
+        schema.DATASET,
+        schema.SUBSET,
+        schema.CLIP,
+        schema.FOLD,
+        schema.LABEL,
+        schema.IMAGE,
+        schema.PATCH_INDEX,
+    ]
+    parts = sorted(tiny_features.glob("*.parquet"))
+    return pa.concat_tables(pq.read_table(p, columns=cols) for p in parts).to_pandas()
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_features):
+    return json.loads((tiny_features / schema.FEATURES_MANIFEST).read_text())
+
+
+# (stream, its arguments, (dataset, subset, folds) of its clips, images per clip, patches per image)
+COUNT_CASES = {
+    "tut-train-triple-d1": (scene_patches, (1, "train", "triple"), ("tut2017", "dev", [2, 3, 4]), 3, 10),
+    "tut-train-quadruple-d1": (
+        scene_patches,
+        (1, "train", "quadruple"),
+        ("tut2017", "dev", [2, 3, 4]),
+        4,
+        10,
+    ),
+    "tut-validation-triple-d3": (scene_patches, (3, "validation", "triple"), ("tut2017", "dev", [3]), 3, 10),
+    "esc-test-d1": (event_patches, (1, "test"), ("esc50", None, [1]), 1, 3),
+    "esc-validation-d4": (event_patches, (4, "validation"), ("esc50", None, [5]), 1, 3),
+}
+
+
+@pytest.mark.parametrize("case", list(COUNT_CASES))
+def test_stream_row_counts_match_the_manifest(case, tiny_features, meta, manifest):
+    fn, args, (dataset, subset, folds), images, per_image = COUNT_CASES[case]
+    ds = fn(str(tiny_features), *args)
+    clips = _clips(meta, dataset, subset, folds)
+    from_manifest = sum(
+        n
+        for sub, by_fold in manifest["clips"][dataset].items()
+        for f, n in by_fold.items()
+        if (subset is None or sub == subset) and f != "none" and int(f) in folds
+    )
+    assert clips == from_manifest > 0
+    variant = args[2] if len(args) > 2 else "triple"
+    split = args[1]
+    assert (
+        ds.count()
+        == clips * images * per_image
+        == expected_patches(str(tiny_features), dataset, args[0], split, variant)
+    )
+
+
+def test_scene_patches_hold_the_variants_images_of_the_split(tiny_features, meta):
+    rows = _collect(scene_patches(str(tiny_features), 2, "train", "quadruple").drop_columns([schema.PATCH]))
+    assert set(rows) == {schema.LABEL, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX}
+    assert Counter(rows[schema.IMAGE]) == {
+        im: len(rows[schema.IMAGE]) // 4 for im in ("left", "right", "sum", "diff")
+    }
+    tut = meta[meta.dataset == "tut2017"]
+    fold = dict(zip(tut["clip"], tut.fold))
+    assert {fold[c] for c in rows[schema.CLIP]} == {1, 3, 4}  # division 2 trains on the other folds
+    label = dict(zip(tut["clip"], tut.label))
+    assert all(label[c] == y for c, y in zip(rows[schema.CLIP], rows[schema.LABEL]))
+    assert rows[schema.LABEL].dtype == np.int64
+
+
+def test_single_task_stream_gives_the_stored_patches_unmixed(tiny_features, meta):
+    rows = _collect(single_task_stream(str(tiny_features), "aec", 1, "train", "quadruple"))
+    assert set(rows) == {schema.X, Y_AEC}
+    assert rows[schema.X].shape[1:] == (128, 128) and rows[schema.X].dtype == np.float32
+    assert rows[Y_AEC].dtype == np.int64
+    # The same patches as a plain pyarrow read of ESC folds 3-5, compared by (label, checksum).
+    table = pa.concat_tables(pq.read_table(p) for p in sorted(tiny_features.glob("*.parquet")))
+    keep = (np.asarray(table[schema.DATASET]) == "esc50") & np.isin(table[schema.FOLD].to_numpy(), [3, 4, 5])
+    table = table.filter(pa.array(keep))
+    stored = np.stack(table[schema.PATCH].to_numpy(zero_copy_only=False)).reshape(-1, 128 * 128)
+    expected = sorted(zip(table[schema.LABEL].to_pylist(), stored.astype(np.float64).sum(1).round(3)))
+    got = sorted(
+        zip(
+            rows[Y_AEC].tolist(),
+            rows[schema.X].reshape(len(rows[Y_AEC]), -1).astype(np.float64).sum(1).round(3),
+        )
+    )
+    assert got == expected
+
+
+def test_test_patches_carry_what_scoring_needs(tiny_features, meta):
+    tut = _collect(test_patches(str(tiny_features), "tut2017", 3, "quadruple"))
+    assert set(tut) == set(TEST_COLUMNS)
+    assert (
+        len(tut[schema.X]) == _clips(meta, "tut2017", "eval") * 4 * 10
+    )  # the evaluation set, every division
+    assert set(tut[schema.DATASET]) == {"tut2017"} and set(tut[schema.PATCH_INDEX]) == set(range(10))
+    evals = set(meta[(meta.dataset == "tut2017") & (meta.subset == "eval")]["clip"])
+    assert set(tut[schema.CLIP]) == evals
+    esc = _collect(
+        test_patches(str(tiny_features), "esc50", 3, "triple").select_columns([schema.CLIP, schema.IMAGE])
+    )
+    assert {int(c.split("-")[0]) for c in esc[schema.CLIP]} == {3} and set(esc[schema.IMAGE]) == {"mono"}
+    assert len(esc[schema.CLIP]) == _clips(meta, "esc50", folds=[3]) * 3
+
+
+def test_streams_feed_iter_torch_batches_as_training_consumes_them(tiny_features, ray_session):
+    # A small stand-in event pool (the real one is tested in test_mixup.py): no extra Ray Data pass.
+    rng = np.random.default_rng(0)
+    pool = {
+        "patch": rng.normal(-40, 20, (20, 128, 128)).astype(np.float32),
+        "label": np.arange(20, dtype=np.int64) % 50,
+        "clip": np.array([f"3-{i}-A-{i}.wav" for i in range(20)]),
+        "patch_index": np.zeros(20, dtype=np.int64),
+    }
+    ds = mixup_stream(str(tiny_features), 1, "train", "triple", 0, 0, ray_session.put(pool), max_patches=400)
+    n = 0
+    for batch in ds.iter_torch_batches(batch_size=256):
+        assert set(batch) == {schema.X, Y_ASC, Y_AEC}
+        assert batch[schema.X].dtype == torch.float32 and batch[schema.X].shape[1:] == (128, 128)
+        assert batch[Y_ASC].dtype == torch.int64 and batch[Y_AEC].dtype == torch.int64
+        assert 0 <= int(batch[Y_ASC].min()) and int(batch[Y_ASC].max()) < 15 and int(batch[Y_AEC].max()) < 50
+        n += len(batch[schema.X])
+    assert 250 < n < 550  # about max_patches of the 1350 training patches
+
+
+def test_max_patches_keeps_about_that_many_rows_and_always_the_same(tiny_features):
+    def keys(ds):
+        rows = _collect(ds.select_columns([schema.CLIP, schema.IMAGE, schema.PATCH_INDEX]))
+        return set(zip(rows[schema.CLIP], rows[schema.IMAGE], rows[schema.PATCH_INDEX].tolist()))
+
+    small = keys(scene_patches(str(tiny_features), 1, "train", "triple", max_patches=300))
+    again = keys(scene_patches(str(tiny_features), 1, "train", "triple", max_patches=300, shuffle_seed=5))
+    assert small == again
+    assert 200 < len(small) < 400  # binomial around 300 of 1350 (sd ~15)
+    assert len({k[0] for k in small}) > 20  # spread over clips
+
+
+def test_class_counts_come_from_the_manifest(tiny_features, tmp_path):
+    assert class_counts(str(tiny_features)) == {"asc": 15, "aec": 50}
+    esc10 = tmp_path / "features"
+    esc10.mkdir()
+    manifest = json.loads((tiny_features / schema.FEATURES_MANIFEST).read_text())
+    manifest["classes"]["esc50"] = manifest["classes"]["esc50"][:10]
+    (esc10 / schema.FEATURES_MANIFEST).write_text(json.dumps(manifest))
+    assert class_counts(str(esc10)) == {"asc": 15, "aec": 10}
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda f: scene_patches(f, 1, "train", "stereo"), "variant"),
+        (lambda f: scene_patches(f, 5, "train", "triple"), "division"),
+        (lambda f: scene_patches(f, 1, "dev", "triple"), "split"),
+        (lambda f: event_patches(f, 1, "train", max_patches=0), "max_patches"),
+        (lambda f: single_task_stream(f, "sed", 1, "train", "triple"), "task"),
+        (lambda f: test_patches(f, "audioset", 1, "triple"), "dataset"),
+    ],
+)
+def test_bad_arguments_are_config_errors(call, match, tiny_features):
+    with pytest.raises(ConfigError, match=match):
+        call(str(tiny_features))
+
+
+def test_a_folder_that_is_not_features_is_a_user_error(tmp_path, tiny_features):
+    half_done = tmp_path / "features"
+    half_done.mkdir()
+    shutil.copy(sorted(tiny_features.glob("*.parquet"))[0], half_done / "part-0.parquet")  # no manifest
+    with pytest.raises(UserError, match="manifest.json"):
+        scene_patches(str(half_done), 1, "train", "triple")
+    with pytest.raises(UserError, match="manifest.json"):
+        class_counts(str(tmp_path / "missing"))
