@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["benchmarks.bench_featurize", "benchmarks.bench_stream"]
+BENCHMARKS = ["benchmarks.bench_featurize", "benchmarks.bench_stream", "benchmarks.bench_train"]
 
 
 def main() -> int:

@@ -56,3 +56,23 @@ def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"missing shared test data {path} (expected ../shared beside the checkout)")
     return path
+
+
+MEMBER_EXPERIMENTS = ("baseline-asc", "baseline-aec", "mtl-ic", "finetune-asc", "finetune-aec")
+MEMBER_ARGS = ["--division", "1", "--repeat", "1", "--variant", "triple", "--preset", "tiny"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_features, tmp_path_factory):
+    """A RUN holding one member (division 1, repeat 1, triple) trained with `raymtl train` on
+    the tiny preset, plus both baselines: (run folder, exit code per experiment). The ensemble
+    tests add members to this same RUN."""
+    from raymtl.cli import main
+
+    run = tmp_path_factory.mktemp("run") / "RUN"
+    codes = {}
+    for experiment in MEMBER_EXPERIMENTS:
+        codes[experiment] = main(
+            ["train", "--experiment", experiment, *MEMBER_ARGS, "--features", str(tiny_features), "--out", str(run)]
+        )
+    return run, codes

@@ -61,7 +61,7 @@ def run_member(config: dict[str, Any]) -> dict[str, Any]:
     )
     accuracies = {}
     for spec in member_trials(m["division"], m["repeat"], m["variant"], config["tasks"]):
-        result = run_trial(spec, config["features"], config["run"], config["preset"], options)
+        result = run_trial(spec, config["features"], config["run"], Preset.from_dict(config["preset"]), options)
         accuracies[spec.experiment] = result["test_accuracy"]
     final = {f"{e}/{t}": a for e, accs in accuracies.items() for t, a in accs.items()}
     tune.report({"member_done": 1, **final})
@@ -167,7 +167,7 @@ def run_ensemble(
             "member": tune.grid_search(todo),
             "features": features,
             "run": run,
-            "preset": preset.name,
+            "preset": preset.to_dict(),
             "tasks": list(plan.tasks),
             **{k: v for k, v in dataclasses.asdict(options).items() if k != "max_concurrent"},
         },

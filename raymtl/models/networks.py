@@ -80,13 +80,16 @@ def as_images(x: torch.Tensor) -> torch.Tensor:
 class ConvBlock(nn.Module):
     """One conv layer of the table: conv 3x3 (no bias) -> BatchNorm -> ReLU.
 
-    `input_norm` puts a BatchNorm on the block's input first (layer 1 only): it centres and
-    scales the log-mel dB values, which are far from zero.
+    `input_norm` standardises each input patch first (layer 1 only): zero mean and unit
+    variance per patch. Log-mel dB values are far from zero, and mixing a scene patch with a
+    mostly quiet event patch halves and offsets it (0.5 x_S + 0.5 floor); per-patch
+    standardisation makes the network see the same image either way, so a network trained on
+    mixup pairs is not thrown off by un-mixed test patches. It has no parameters.
     """
 
     def __init__(self, c_in: int, c_out: int, input_norm: bool = False):
         super().__init__()
-        self.input_norm = nn.BatchNorm2d(c_in) if input_norm else None
+        self.input_norm = nn.InstanceNorm2d(c_in, affine=False, eps=1e-3) if input_norm else None
         self.conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
 

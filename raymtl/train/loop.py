@@ -129,6 +129,7 @@ def train_loop_per_worker(config: dict) -> None:
             opts[t].load_state_dict(saved["opts"][t])
         state = saved["state"]
         best_weights = saved["best_weights"]
+        state.setdefault("resumed_after_epoch", []).append(state["epoch"])  # recorded in result.json
         log.info("resuming from the checkpoint of epoch %d", state["epoch"])
 
     train_shard = ray.train.get_dataset_shard("train")

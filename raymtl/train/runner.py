@@ -220,6 +220,7 @@ def run_trial(
         "best_epoch": state["best_epoch"],
         "val_accuracy": state["best_acc"],
         "epochs": loop_cfg.epochs,
+        "resumed_after_epoch": state.get("resumed_after_epoch", []),  # worker restarts from a checkpoint
         "seed": seed,
         "stage1": init,
         "models": model_uris,

@@ -57,25 +57,25 @@ def test_wrong_input_shape_raises(shape):
 
 
 # Computed once with count_parameters (width 1, fusion_units 1024). By hand, baseline ASC:
-#   layer 1:  input BN 2 + conv 3*3*1*64 = 576 (no bias) + BN 2*64 = 128   ->       706
+#   layer 1:  input standardisation 0 + conv 3*3*1*64 = 576 (no bias) + BN 2*64 = 128 -> 704
 #   layer 2:  9*64*64 = 36864 + 128                                       ->    36,992
 #   layer 4:  9*64*128 + 256 = 73,984;  layer 5: 9*128*128 + 256          =   147,712
 #   layer 7:  9*128*256 + 512 = 295,424; layers 8, 9: 9*256*256 + 512      = 2 * 590,336
-#   trunk (1-10) = 1,735,490
+#   trunk (1-10) = 1,735,488
 #   layer 11: 9*256*512 + 1024 = 1,180,672; layers 12, 14: 9*512*512 + 1024 = 2 * 2,360,320
 #   branch (11-14) = 5,901,312
 #   layer 15: 1*1*512*15 + 15 = 7,695;  layer 16: 15*15 + 15 = 240
-#   total = 1,735,490 + 5,901,312 + 7,695 + 240 = 7,644,737
+#   total = 1,735,488 + 5,901,312 + 7,695 + 240 = 7,644,735
 # MTL = trunk + 2 branches + layer 15 (7,695 + 512*50+50 = 25,650) + heads (240 + 2,550).
 # Fusion ASC = MTL - heads (2,790) + dense 15*64*1024+1024 + dense 50*64*1024+1024 + out 1024*15+15.
 PARAMETERS_AT_WIDTH_1 = {
-    ("baseline", "asc"): 7_644_737,
-    ("baseline", "aec"): 7_665_002,
-    ("mtl", None): 13_574_249,
-    ("mtl-ic", "asc"): 13_574_249,
-    ("mtl-ic", "aec"): 13_574_249,
-    ("fusion", "asc"): 17_848_722,
-    ("fusion", "aec"): 17_884_597,
+    ("baseline", "asc"): 7_644_735,
+    ("baseline", "aec"): 7_665_000,
+    ("mtl", None): 13_574_247,
+    ("mtl-ic", "asc"): 13_574_247,
+    ("mtl-ic", "aec"): 13_574_247,
+    ("fusion", "asc"): 17_848_720,
+    ("fusion", "aec"): 17_884_595,
 }
 
 
@@ -90,7 +90,7 @@ def test_parameter_count_parts_add_up():
     with torch.device("meta"):
         mtl = build_model("mtl", ModelConfig(), PAPER_CLASSES)
         fusion = build_model("fusion", ModelConfig(), PAPER_CLASSES, "asc")
-    assert count_parameters(mtl.features.trunk) == 1_735_490
+    assert count_parameters(mtl.features.trunk) == 1_735_488
     assert count_parameters(mtl.features.branches["asc"]) == 5_901_312
     assert count_parameters(mtl.heads) == 240 + 2_550
     new = (15 * 64 * 1024 + 1024) + (50 * 64 * 1024 + 1024) + (1024 * 15 + 15)

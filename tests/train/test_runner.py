@@ -15,19 +15,14 @@ from raymtl.cli import main
 from raymtl.models import load_model
 from raymtl.train.trial import TrialSpec
 
+from tests.conftest import MEMBER_ARGS as COMMON
+
 CHANCE = {"asc": 1 / 15, "aec": 1 / 50}
-COMMON = ["--division", "1", "--repeat", "1", "--variant", "triple", "--preset", "tiny"]
 
 
 @pytest.fixture(scope="module")
-def member_run(tiny_features, tmp_path_factory):
-    run = tmp_path_factory.mktemp("run") / "RUN"
-    codes = {}
-    for experiment in ("baseline-asc", "baseline-aec", "mtl-ic", "finetune-asc", "finetune-aec"):
-        codes[experiment] = main(
-            ["train", "--experiment", experiment, *COMMON, "--features", str(tiny_features), "--out", str(run)]
-        )
-    return run, codes
+def member_run(tiny_run):
+    return tiny_run
 
 
 def _result(run, experiment):
