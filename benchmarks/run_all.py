@@ -17,6 +17,10 @@ def main() -> int:
         except Exception as e:  # one broken benchmark must not hide the others' numbers
             print(f"{name} failed: {e!r}", flush=True)
             failed.append(name)
+        finally:
+            import ray
+
+            ray.shutdown()  # each benchmark starts its own Ray instance
     return 1 if failed else 0
 
 

@@ -215,7 +215,7 @@ def featurize(
         fn_constructor_kwargs={"cfg": cfg, "log_actor": log_actor, "strict": strict},
         batch_size=clips_per_batch,
         batch_format="numpy",
-        concurrency=(1, n_workers),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers),
     )
     try:
         ds.write_parquet(partial, filesystem=fs, min_rows_per_file=2048)

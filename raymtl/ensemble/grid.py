@@ -160,9 +160,10 @@ def run_ensemble(
     max_concurrent = options.max_concurrent or _default_concurrency(options)
     fs, run_path = storage.resolve(run)
     tuner = tune.Tuner(
-        # The member function only drives Train runs: it holds no CPU of its own, so the Train
-        # workers and Ray Data get the cluster (DESIGN.md §2: Tune can starve Data otherwise).
-        tune.with_resources(run_member, {"CPU": 0}),
+        # The member function only drives Train runs: it holds (almost) no CPU of its own, so the
+        # Train workers and Ray Data get the cluster (DESIGN.md §2: Tune can starve Data
+        # otherwise). Tune refuses an empty resource request, hence 0.01 rather than 0.
+        tune.with_resources(run_member, {"CPU": 0.01}),
         param_space={
             "member": tune.grid_search(todo),
             "features": features,
