@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from raymtl import schema
+from tests.data.test_mixup import read_meta
 from raymtl.data.streams import (
     TEST_COLUMNS,
     class_counts,
@@ -46,17 +47,7 @@ def _collect(ds) -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def meta(tiny_features):
-    cols = [
-        schema.DATASET,
-        schema.SUBSET,
-        schema.CLIP,
-        schema.FOLD,
-        schema.LABEL,
-        schema.IMAGE,
-        schema.PATCH_INDEX,
-    ]
-    parts = sorted(tiny_features.glob("*.parquet"))
-    return pa.concat_tables(pq.read_table(p, columns=cols) for p in parts).to_pandas()
+    return read_meta(tiny_features)
 
 
 @pytest.fixture(scope="module")
