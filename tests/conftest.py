@@ -76,3 +76,32 @@ def tiny_run(tiny_features, tmp_path_factory):
             ["train", "--experiment", experiment, *MEMBER_ARGS, "--features", str(tiny_features), "--out", str(run)]
         )
     return run, codes
+
+
+ENSEMBLE_ARGS = ["--preset", "tiny", "--divisions", "1,2", "--repeats", "1", "--variants", "triple,quadruple"]
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble(request):
+    """The issue's must-show ensemble on the tiny RUN (divisions 1,2 x triple,quadruple, repeat
+    1, both tasks), then `raymtl reduce`: (run folder, ensemble exit code, its stdout, reduce
+    exit code, mtime of the member trial trained before by `raymtl train`). Results, dashboard and predict tests read this finished RUN.
+
+    For working on those tests only: RAYMTL_TEST_ENSEMBLE=/path/to/a/finished/RUN skips the
+    training (CI never sets it)."""
+    import contextlib
+    import io
+
+    from raymtl.cli import main
+
+    given = os.environ.get("RAYMTL_TEST_ENSEMBLE")
+    if given:
+        return Path(given), 0, "(given by RAYMTL_TEST_ENSEMBLE)", 0, None
+    run, _ = request.getfixturevalue("tiny_run")
+    tiny_features = request.getfixturevalue("tiny_features")
+    before = (run / "trials" / "mtl-ic-d1-r1-triple" / "result.json").stat().st_mtime_ns
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["ensemble", "--features", str(tiny_features), "--out", str(run), *ENSEMBLE_ARGS, "--tasks", "asc,aec"])
+        reduce_code = main(["reduce", str(run)]) if code == 0 else None
+    return run, code, out.getvalue(), reduce_code, before

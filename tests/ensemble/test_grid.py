@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 
-from raymtl.cli import main
+import pytest
 
 
-def test_small_ensemble_then_reduce(tiny_run, tiny_features, capsys):
+def test_small_ensemble_then_reduce(tiny_ensemble):
     """`raymtl ensemble --preset tiny --divisions 1,2 --repeats 1 --variants triple,quadruple
     --tasks asc,aec` then `raymtl reduce`: 4 members per task, accuracies in [0, 1]. The member
     d1-r1-triple was already trained by `raymtl train` in this RUN and is not trained again."""
-    run, _ = tiny_run
-    before = (run / "trials" / "mtl-ic-d1-r1-triple" / "result.json").stat().st_mtime_ns
-    args = ["--preset", "tiny", "--divisions", "1,2", "--repeats", "1", "--variants", "triple,quadruple"]
-    code = main(["ensemble", "--features", str(tiny_features), "--out", str(run), *args, "--tasks", "asc,aec"])
-    out = capsys.readouterr().out
+    run, code, out, reduce_code, before = tiny_ensemble
+    if before is None:
+        pytest.fail("RAYMTL_TEST_ENSEMBLE is set: this test checks the training itself")
     assert code == 0, out
     assert "4 members" in out and "1 already done, 3 trained now" in out
     assert (run / "trials" / "mtl-ic-d1-r1-triple" / "result.json").stat().st_mtime_ns == before
@@ -24,7 +22,7 @@ def test_small_ensemble_then_reduce(tiny_run, tiny_features, capsys):
             for e in ("mtl-ic", "finetune-asc", "finetune-aec"):
                 assert (run / "trials" / f"{e}-d{d}-r1-{v}" / "result.json").is_file()
 
-    assert main(["reduce", str(run)]) == 0
+    assert reduce_code == 0
     summary = json.loads((run / "ensemble" / "summary.json").read_text())
     for task in ("asc", "aec"):
         s = summary["tasks"][task]
@@ -32,4 +30,4 @@ def test_small_ensemble_then_reduce(tiny_run, tiny_features, capsys):
         assert 0 <= s["ensemble_accuracy"] <= 1
         assert all(0 <= a <= 1 for a in s["member_accuracy"]["per_member"].values())
     assert (run / "ensemble" / "predictions.parquet").is_file()
-    assert "asc" in capsys.readouterr().out
+    assert "asc" in out and "ensemble" in out
