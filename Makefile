@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean browser
 
 install: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
-test: install
+# Debian's chromium for the dashboard's browser test (apt-get; skipped when already there).
+browser:
+	bash .ci/install-browser
+
+test: install browser
 	$(PY) -m pytest -q
 
 demo: install

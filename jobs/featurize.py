@@ -5,8 +5,12 @@
 """
 
 import sys
+from pathlib import Path
 
-from raymtl.cli import main
+# The code shipped with `--working-dir .` comes first, before any installed copy of raymtl.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from raymtl.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(["featurize", *sys.argv[1:]]))

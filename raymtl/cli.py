@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole pipeline on synthetic data on local Ray")
     d.add_argument("--out", default="demo-out", help="folder for the demo's data, features and run")
     d.add_argument("--seed", type=int, default=0)
+    from raymtl.results.cli import add_parsers as add_results_parsers  # `results`, `dashboard`
+
+    add_results_parsers(sub)
+    from raymtl.serving.cli import add_parsers as add_serving_parsers  # `predict`, `serve`, `export`
+
+    add_serving_parsers(sub)
     return p
 
 
@@ -229,4 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m raymtl.cli` runs this file as __main__, a second copy of the module; verbs that
+    # other modules register go to the real `raymtl.cli`, so run that one.
+    from raymtl.cli import main as _main
+
+    sys.exit(_main())

@@ -182,7 +182,32 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
+    """A named preset, or a JSON file of one (`Preset.to_dict()`'s shape: name, features,
+    model, train; unset settings keep the paper's values)."""
+    if name.endswith(".json"):
+        return _preset_file(name)
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}") from None
+        raise ConfigError(
+            f"unknown preset {name!r}; valid: {', '.join(PRESETS)}, or a preset .json file"
+        ) from None
+
+
+def _preset_file(uri: str) -> Preset:
+    import json
+
+    from raymtl import storage
+
+    fs, path = storage.resolve(uri)
+    if not storage.is_file(fs, path):
+        raise ConfigError(f"preset file {uri} does not exist")
+    try:
+        d = json.loads(storage.read_bytes(fs, path))
+    except ValueError as e:
+        raise ConfigError(f"preset file {uri} is not valid JSON: {e}") from None
+    if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+        raise ConfigError(f"preset file {uri} must be a JSON object with a string 'name'")
+    if d["name"] in PRESETS:
+        raise ConfigError(f"preset file {uri}: name {d['name']!r} is a built-in preset; choose another name")
+    return Preset.from_dict(d)

@@ -74,6 +74,14 @@ def read_audio(path: str | Path, display_name: str | None = None) -> tuple[np.nd
     return samples, int(sr)
 
 
+def resample(samples: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    """(n, channels) float32 at `sr` -> the same at `target_sr` (librosa's default resampler).
+    Shared by featurization and `raymtl predict`, so both resample alike."""
+    import librosa  # imported here: its first import costs seconds
+
+    return np.ascontiguousarray(librosa.resample(samples.T, orig_sr=sr, target_sr=target_sr).T, dtype=np.float32)
+
+
 def load_clip(
     path: str | Path,
     *,
@@ -96,9 +104,7 @@ def load_clip(
         want = "mono" if channels == 1 else f"{channels} channels"
         raise AudioError(name, f"wrong channel count: {samples.shape[1]}, expected {want}")
     if sr != sample_rate_hz:
-        import librosa  # imported here: its first import costs seconds
-
-        samples = librosa.resample(samples.T, orig_sr=sr, target_sr=sample_rate_hz).T.astype(np.float32)
+        samples = resample(samples, sr, sample_rate_hz)
         notes.append(f"resampled from {sr} Hz")
     target = int(round(duration_s * sample_rate_hz))
     n = samples.shape[0]

@@ -4,6 +4,10 @@ It trains one network per target task on the same batches (an MTL experiment tra
 per task, DESIGN.md §1; everything else one), validates each on its task's un-mixed validation
 patches by per-recording accuracy every epoch, keeps the best-validating weights, and reports
 metrics with a checkpoint every epoch. A restarted worker resumes from the last checkpoint.
+
+After the last epoch, rank 0 scores the test patches with the selected weights and reports them
+in a final checkpoint: scoring happens where the model already is (the GPU on a cluster), with
+no second model load or actor start-up.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from raymtl.train.evaluate import recording_accuracy
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
+TEST_SCORES_FILE = "test-scores-{task}.npz"  # in the final checkpoint, per target task
+TEST_ID_COLUMNS = (schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,21 @@ def _validate(net: torch.nn.Module, shard, target: str, device, batch_size: int)
     if not clips:
         return float("nan")
     return recording_accuracy(np.concatenate(clips), np.concatenate(labels), np.concatenate(scores))
+
+
+def _score_test(net: torch.nn.Module, shard, target: str, device, batch_size: int) -> dict[str, np.ndarray]:
+    """Per-patch softmax scores of the test shard, with the id columns that identify each patch."""
+    net.eval()
+    parts: dict[str, list] = {k: [] for k in (*TEST_ID_COLUMNS, "scores")}
+    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+            x = torch.as_tensor(np.ascontiguousarray(batch[schema.X]), device=device)
+            parts["scores"].append(net(x)[target].float().softmax(dim=1).cpu().numpy().astype(np.float32))
+            for k in TEST_ID_COLUMNS:
+                parts[k].append(batch[k])
+    if not parts["scores"]:
+        raise RuntimeError(f"no test patches for {target}")
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def train_loop_per_worker(config: dict) -> None:
@@ -181,18 +202,29 @@ def train_loop_per_worker(config: dict) -> None:
         state["history"].append(metrics)
         _report(metrics, nets, opts, state, best_weights, rank)
 
+    # The selected weights score the test patches (every worker holds the whole test set; rank 0
+    # scores it). This also runs after a restart that resumed past the last epoch.
+    scores = {}
+    if rank == 0:
+        for t, net in nets.items():
+            _unwrap(net).load_state_dict(best_weights[t])
+            scores[t] = _score_test(_unwrap(net), ray.train.get_dataset_shard(f"test_{t}"), t, device, train.batch_size)
+    _report({"epoch": state["epoch"], "scored": True}, nets, opts, state, best_weights, rank, scores)
+
 
 def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if hasattr(net, "module") else net
 
 
-def _report(metrics, nets, opts, state, best_weights, rank) -> None:
+def _report(metrics, nets, opts, state, best_weights, rank, test_scores=None) -> None:
     import ray.train
 
     if rank != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
+        for t, arrays in (test_scores or {}).items():
+            np.savez(os.path.join(d, TEST_SCORES_FILE.format(task=t)), **arrays)
         torch.save(
             {
                 "nets": {t: _unwrap(n).state_dict() for t, n in nets.items()},

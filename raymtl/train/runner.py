@@ -22,8 +22,8 @@ from raymtl.errors import UserError
 from raymtl.train import trial as T
 from raymtl.train.evaluate import vote
 from raymtl.train.experiments import Experiment, get_experiment
-from raymtl.train.loop import CHECKPOINT_FILE, LoopConfig, build_network, train_loop_per_worker
-from raymtl.train.scoring import PatchScorer, scores_matrix, scores_table
+from raymtl.train.loop import CHECKPOINT_FILE, TEST_SCORES_FILE, LoopConfig, build_network, train_loop_per_worker
+from raymtl.train.scoring import scores_matrix, scores_table
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,8 @@ def _datasets(exp: Experiment, spec: T.TrialSpec, features: str, preset: Preset,
     for t in exp.targets:
         val = streams.single_task_stream(features, t, spec.division, "validation", spec.variant, with_ids=True)
         out[f"val_{t}"] = val.materialize()
+        # Read once, after the last epoch, by the worker that scores them.
+        out[f"test_{t}"] = streams.test_patches(features, schema.TASK_DATASET[t], spec.division, spec.variant)
     return out
 
 
@@ -195,13 +197,17 @@ def run_trial(
         import torch
 
         saved = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
+        test_scores = {}
+        for t in exp.targets:
+            with np.load(os.path.join(d, TEST_SCORES_FILE.format(task=t)), allow_pickle=True) as z:
+                test_scores[t] = {k: z[k] for k in z.files}
     state, best_weights = saved["state"], saved["best_weights"]
 
     fs.create_dir(tdir, recursive=True)
     tables, accuracy, model_uris = [], {}, {}
     for t in exp.targets:
         model_uris[t] = _save_selected(run, spec, exp, loop_cfg, t, best_weights[t], state)
-        table = _score(model_uris[t], t, spec, features)
+        table = scores_table(spec.name, t, test_scores[t])
         tables.append(table)
         clips, labels = table.column(schema.CLIP).to_numpy(), table.column(schema.LABEL).to_numpy()
         accuracy[t] = vote(clips, scores_matrix(table), labels).accuracy
@@ -271,26 +277,6 @@ def _model_cfg_for(loop_cfg: LoopConfig, exp: Experiment):
     if exp.model_kind == "fusion" and not exp.freeze:
         cfg = dataclasses.replace(cfg, freeze_through=0)
     return cfg
-
-
-def _score(model_uri: str, task: str, spec: T.TrialSpec, features: str) -> pa.Table:
-    import ray
-
-    from raymtl.data import streams
-
-    ds = streams.test_patches(features, schema.TASK_DATASET[task], spec.division, spec.variant)
-    scored = ds.map_batches(
-        PatchScorer,
-        fn_constructor_kwargs={"model_uri": model_uri, "task": task},
-        batch_size=256,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=1),
-    )
-    parts = list(scored.iter_batches(batch_size=None, batch_format="numpy"))
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
-    if not merged:
-        raise UserError(f"no test patches for {task} in division {spec.division} of {features}")
-    return scores_table(spec.name, task, merged)
 
 
 def _write_parquet(fs, path: str, table: pa.Table) -> None:

@@ -1,0 +1,158 @@
+"""Fault tolerance of the ensemble on the test session's local Ray instance.
+
+One member (division 1, repeat 1, triple, ASC) is trained by `raymtl ensemble` in a separate
+driver process. While its stage 1 runs, the Train worker process is killed (SIGKILL); Ray Train
+must restart it from its last checkpoint. While its fine-tune runs, the driver process itself is
+killed; rerunning the same command must skip stage 1 (already finished) and resume the fine-tune
+from its checkpoint. Everything observed is kept in one module fixture; each test checks one part.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from raymtl.config import PRESETS
+
+# tiny, with epochs long enough to kill mid-run and few enough to keep the test short.
+FAULT_PRESET = dataclasses.replace(
+    PRESETS["tiny"],
+    name="fault-test",
+    train=dataclasses.replace(
+        PRESETS["tiny"].train, epochs_train_asc=3, epochs_train_aec=3, epochs_finetune_asc=4, max_train_patches=600
+    ),
+)
+STAGE1, FINETUNE = "mtl-ic-d1-r1-triple", "finetune-asc-d1-r1-triple"
+TIMEOUT_S = 600
+
+
+def _checkpoints(run: Path, trial: str) -> list[Path]:
+    return sorted((run / "ray" / trial).glob("checkpoint_*"))
+
+
+def _registered_checkpoint(run: Path, trial: str) -> bool:
+    """Ray Train has registered a checkpoint of `trial` (a checkpoint folder alone is not enough:
+    it appears while the upload is still going, before the controller knows of it)."""
+    snapshot = run / "ray" / trial / "checkpoint_manager_snapshot.json"
+    try:
+        return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
+    except (OSError, ValueError):
+        return False
+
+
+def _wait_for(what: str, condition, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the driver exited ({proc.returncode}) before {what}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def _descendants(root: int) -> list[int]:
+    """Process ids under `root`, from /proc (Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _train_workers() -> list[int]:
+    """Ray Train worker processes of this test session's Ray instance (the raylet that started
+    them is a child of this pytest process, so other Ray instances on the machine are safe)."""
+    out = []
+    for pid in _descendants(os.getpid()):
+        try:
+            if b"RayTrainWorker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def faulted(ray_session, tiny_features, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    run, preset = tmp / "RUN", tmp / "fault-test.json"
+    preset.write_text(json.dumps(FAULT_PRESET.to_dict()))
+    cmd = [
+        sys.executable, "-m", "raymtl.cli", "ensemble", "--features", str(tiny_features), "--out", str(run),
+        "--preset", str(preset), "--divisions", "1", "--repeats", "1", "--variants", "triple", "--tasks", "asc",
+    ]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    seen: dict = {}
+
+    log1 = tmp / "first.log"
+    with open(log1, "w") as f:
+        first = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        # 1. Kill the stage-1 Train worker once it has a checkpoint (and is not finished).
+        _wait_for("a stage-1 checkpoint", lambda: _registered_checkpoint(run, STAGE1), first, log1)
+        workers = _train_workers()
+        seen["killed_workers"] = len(workers)
+        seen["stage1_finished_at_worker_kill"] = (run / "trials" / STAGE1 / "result.json").exists()
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        # 2. Kill the driver once the fine-tune has a checkpoint (and is not finished).
+        _wait_for("a fine-tune checkpoint", lambda: _registered_checkpoint(run, FINETUNE), first, log1)
+        seen["finetune_finished_at_driver_kill"] = (run / "trials" / FINETUNE / "result.json").exists()
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+    seen["stage1_mtime"] = (run / "trials" / STAGE1 / "result.json").stat().st_mtime_ns
+    seen["stage1_checkpoints"] = _checkpoints(run, STAGE1)
+    seen["first_log"] = log1.read_text()
+
+    # 3. The same command again, to the end.
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
+    seen["rerun"] = rerun
+    return run, seen
+
+
+def _result(run: Path, trial: str) -> dict:
+    return json.loads((run / "trials" / trial / "result.json").read_text())
+
+
+def test_a_killed_train_worker_restarts_from_its_checkpoint(faulted):
+    run, seen = faulted
+    assert seen["killed_workers"] >= 1 and not seen["stage1_finished_at_worker_kill"]
+    result = _result(run, STAGE1)
+    assert result["resumed_after_epoch"], "stage 1 finished without resuming from a checkpoint"
+    assert min(result["resumed_after_epoch"]) >= 0
+    epochs = [json.loads(line)["epoch"] for line in (run / "trials" / STAGE1 / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2]  # each epoch recorded once, none lost or repeated
+
+
+def test_a_rerun_after_a_killed_driver_skips_finished_trials_and_resumes(faulted):
+    run, seen = faulted
+    rerun = seen["rerun"]
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert not seen["finetune_finished_at_driver_kill"]
+    assert "1 members in" in rerun.stdout and "0 already done, 1 trained now" in rerun.stdout
+    # Stage 1 was not trained again: same result file, no new checkpoint.
+    assert (run / "trials" / STAGE1 / "result.json").stat().st_mtime_ns == seen["stage1_mtime"]
+    assert _checkpoints(run, STAGE1) == seen["stage1_checkpoints"]
+    finetune = _result(run, FINETUNE)
+    assert finetune["resumed_after_epoch"], "the fine-tune started again from scratch"
+    assert finetune["stage1"]["asc"].endswith(f"trials/{STAGE1}/model-asc.pt")
+    assert 0 <= finetune["test_accuracy"]["asc"] <= 1

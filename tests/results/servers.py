@@ -1,0 +1,98 @@
+"""Running the dashboard for tests: in this process on a thread (fast), or as the real
+`raymtl dashboard` command in a subprocess. Both listen on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+
+@contextlib.contextmanager
+def thread_server(app):
+    """uvicorn on 127.0.0.1 and a free port, in a thread; yields the port."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", server_header=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the dashboard did not start")
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def cli_server(runs, timeout_s: float = 60):
+    """`raymtl dashboard RUN... --port P` as a user starts it; yields (port, its first output line)."""
+    port = free_port()
+    # The `raymtl` console script's entry point (`python -m raymtl.cli` would load cli.py twice).
+    entry = "import sys; from raymtl.cli import main; sys.exit(main())"
+    cmd = [sys.executable, "-c", entry, "dashboard", *map(str, runs), "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    try:
+        line = proc.stdout.readline()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                status, _, _ = request(port, "/api/overview")
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"`raymtl dashboard` did not start: {line}{proc.stdout.read()}")
+            time.sleep(0.2)
+        yield port, line
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def request(port: int, path: str, method: str = "GET", headers: dict | None = None):
+    """(status, headers, body bytes); the path goes out exactly as given (no normalising)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", (headers or {}).get("Host", f"127.0.0.1:{port}"))
+        for k, v in (headers or {}).items():
+            if k != "Host":
+                conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def get_json(port: int, path: str):
+    status, headers, body = request(port, path)
+    assert status == 200, (path, status, body[:300])
+    assert headers["content-type"] == "application/json"
+    return json.loads(body)
