@@ -209,11 +209,14 @@ def _pct(x) -> str:
 
 @command("demo")
 def _demo(args: argparse.Namespace) -> int:
+    from raymtl.dashboard.server import command_line
     from raymtl.demo import run_demo
 
     result = run_demo(args.out, seed=args.seed)
-    print(result.summary)
-    print(f"data: {result.data}\nfeatures: {result.features}")
+    print(result.report)
+    print(f"\ndemo done in {result.seconds / 60:.1f} min")
+    print(f"data: {result.data}\nfeatures: {result.features}\nrun: {result.run}")
+    print(f"results: raymtl results {result.run}\ndashboard: {command_line([str(result.run)])}")
     return 0
 
 

@@ -153,6 +153,9 @@ def run_trial(
     ensure_ray()
     t0 = time.perf_counter()
     n_classes = streams.class_counts(features)
+    # Stored in each model file, so that `raymtl predict` needs no FEATURES folder.
+    classes = streams.read_manifest(features)["classes"]
+    class_names = {t: list(classes[schema.TASK_DATASET[t]]) for t in n_classes}
     seed = spec.seed(preset.train.seed)
     counter = EpochCounter.start() if exp.mixup else None
     use_gpu = options.use_gpu if options.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
@@ -206,7 +209,7 @@ def run_trial(
     fs.create_dir(tdir, recursive=True)
     tables, accuracy, model_uris = [], {}, {}
     for t in exp.targets:
-        model_uris[t] = _save_selected(run, spec, exp, loop_cfg, t, best_weights[t], state)
+        model_uris[t] = _save_selected(run, spec, exp, loop_cfg, t, best_weights[t], state, class_names)
         table = scores_table(spec.name, t, test_scores[t])
         tables.append(table)
         clips, labels = table.column(schema.CLIP).to_numpy(), table.column(schema.LABEL).to_numpy()
@@ -245,7 +248,9 @@ def _accuracy_text(accuracy: dict[str, float]) -> str:
     return ", ".join(f"{t} test accuracy {a:.3f}" for t, a in accuracy.items())
 
 
-def _save_selected(run, spec, exp, loop_cfg: LoopConfig, target: str, weights: dict, state: dict) -> str:
+def _save_selected(
+    run, spec, exp, loop_cfg: LoopConfig, target: str, weights: dict, state: dict, class_names: dict | None = None
+) -> str:
     from raymtl.models import save_model
 
     net = build_network(dataclasses.replace(loop_cfg, init={}), target)
@@ -264,6 +269,8 @@ def _save_selected(run, spec, exp, loop_cfg: LoopConfig, target: str, weights: d
             "variant": spec.variant,
             "best_epoch": int(state["best_epoch"][target]),
             "val_accuracy": float(state["best_acc"][target]),
+            # {task: [class names]} in label order; checkpoints written before this lack it.
+            **({"class_names": class_names} if class_names is not None else {}),
         },
     )
     uri = T.model_file(run, spec, target)
