@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 DEMO_OUT ?= demo-out
 
-.PHONY: install test demo bench clean browser
+.PHONY: install install-test test demo bench clean browser
 
 install: $(STAMP)
+install-test: $(TEST_STAMP)
 
 # torch 2.13.0 first: on a CPU machine it resolves to the CPU build; an unpinned torch pulled in
 # by the project would fetch a multi-GB CUDA build.
@@ -15,20 +17,25 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+# The test extra (pytest, playwright, onnx/onnxruntime) only where tests or benchmarks run.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(TEST_STAMP)
 
 # Debian's chromium for the dashboard's browser test (apt-get; skipped when already there).
 browser:
 	bash .ci/install-browser
 
-test: install browser
+test: install-test browser
 	$(PY) -m pytest -q
 
 demo: install
 	$(VENV)/bin/raymtl demo --out $(DEMO_OUT)
 
-bench: install
+bench: install-test
 	$(PY) -m benchmarks.run_all
 
 clean:

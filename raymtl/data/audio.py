@@ -79,7 +79,8 @@ def resample(samples: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     Shared by featurization and `raymtl predict`, so both resample alike."""
     import librosa  # imported here: its first import costs seconds
 
-    return np.ascontiguousarray(librosa.resample(samples.T, orig_sr=sr, target_sr=target_sr).T, dtype=np.float32)
+    resampled = librosa.resample(samples.T, orig_sr=sr, target_sr=target_sr).T
+    return np.ascontiguousarray(resampled, dtype=np.float32)
 
 
 def load_clip(

@@ -29,6 +29,7 @@ from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trial
 log = logging.getLogger(__name__)
 
 STAGE1 = "mtl-ic"
+EPOCH_LOG_S = 30.0  # progress: at most one epoch line per running member this often
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class _Progress:
             def __init__(self):
                 self.t0 = time.perf_counter()
                 self.done, self.failed, self.running = already, 0, set()
+                self.last_epoch_log: dict[str, float] = {}
 
             def _log(self, what: str) -> None:
                 log.info(
@@ -113,6 +115,16 @@ class _Progress:
             def on_trial_start(self, iteration, trials, trial, **info):
                 self.running.add(trial.trial_id)
                 self._log(f"started {_member_name(trial.config['member'])}")
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                # One line per member at most every EPOCH_LOG_S: where each running member is.
+                now = time.perf_counter()
+                if "stage" not in result or now - self.last_epoch_log.get(trial.trial_id, -1e9) < EPOCH_LOG_S:
+                    return
+                self.last_epoch_log[trial.trial_id] = now
+                accs = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.items()) if k.startswith("val_acc_"))
+                log.info("  %s: %s epoch %s%s", _member_name(trial.config["member"]), result["stage"],
+                         result["epoch"], f" ({accs})" if accs else "")  # fmt: skip
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 self.running.discard(trial.trial_id)

@@ -18,12 +18,18 @@ MODEL_HELP = (
 def add_parsers(sub) -> None:
     p = sub.add_parser("predict", help="the scene and the events of audio files, with a trained RUN")
     p.add_argument("run", help="RUN folder (a finished `raymtl ensemble`, or at least one mtl-ic trial)")
-    p.add_argument("audio", nargs="+", help="audio files (WAV, FLAC, Ogg; any rate, mono or stereo, any length)")
+    p.add_argument(
+        "audio", nargs="+", help="audio files (WAV, FLAC, Ogg; any rate, mono or stereo, any length)"
+    )
     p.add_argument("--model", default="mtl", choices=["mtl", "ensemble"], help=MODEL_HELP)
     p.add_argument("--format", default="table", choices=["table", "json", "csv"], dest="fmt")
     p.add_argument("--top-k", type=int, default=3, help="events to list per file and segment")
-    p.add_argument("--mtl-target", default="asc", choices=["asc", "aec"], help="which stage-1 network (--model mtl)")
-    p.add_argument("--trial", default=None, help="the mtl-ic trial to use (--model mtl; default: best validating)")
+    p.add_argument(
+        "--mtl-target", default="asc", choices=["asc", "aec"], help="which stage-1 network (--model mtl)"
+    )
+    p.add_argument(
+        "--trial", default=None, help="the mtl-ic trial to use (--model mtl; default: best validating)"
+    )
 
     s = sub.add_parser("serve", help="an HTTP endpoint on Ray Serve that answers like `raymtl predict`")
     s.add_argument("run", help="RUN folder")
@@ -40,7 +46,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--replicas", type=int, default=1)
     s.add_argument("--num-cpus", type=float, default=1.0, help="CPUs (and torch threads) per replica")
 
-    e = sub.add_parser("export", help="one trained network as TorchScript or ONNX, feature settings beside it")
+    e = sub.add_parser(
+        "export", help="one trained network as TorchScript or ONNX, feature settings beside it"
+    )
     e.add_argument("run", help="RUN folder")
     e.add_argument("--format", required=True, choices=["torchscript", "onnx"], dest="fmt")
     e.add_argument(
@@ -51,7 +59,9 @@ def add_parsers(sub) -> None:
     )
     e.add_argument("--out", required=True, help="FILE to write; the settings go to FILE.json")
     e.add_argument("--trial", default=None, help="the trial to export instead of the best validating one")
-    e.add_argument("--mtl-target", default="asc", choices=["asc", "aec"], help="which stage-1 network (--task both)")
+    e.add_argument(
+        "--mtl-target", default="asc", choices=["asc", "aec"], help="which stage-1 network (--task both)"
+    )
     e.add_argument("--overwrite", action="store_true", help="replace FILE and FILE.json")
 
 

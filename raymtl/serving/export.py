@@ -180,7 +180,9 @@ def _quiet():
         # dynamo=False is deprecated in favour of the torch.export-based exporter, which needs
         # onnxscript as well; the legacy one exports these conv networks exactly (tested).
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*(legacy TorchScript|will be removed).*")
+        warnings.filterwarnings(
+            "ignore", category=DeprecationWarning, message=".*(legacy TorchScript|will be removed).*"
+        )
         yield
 
 
@@ -245,7 +247,9 @@ class ExportedModel:
             import onnx
             import onnxruntime as ort
 
-            meta = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
+            meta = {
+                p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props
+            }
             self.embedded = json.loads(meta[METADATA_KEY])
             self._session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
             self._run = self._run_onnx

@@ -45,7 +45,14 @@ def _rows(doc: dict[str, Any]):
         parts = [("all", 0.0, r["duration_s"], r)]
         parts += [(str(s["index"]), s["start_s"], s["end_s"], s) for s in r["segments"]]
         for name, start, end, p in parts:
-            base = {"file": r["file"], "ok": True, "part": name, "start_s": start, "end_s": end, "padded": p["padded"]}
+            base = {
+                "file": r["file"],
+                "ok": True,
+                "part": name,
+                "start_s": start,
+                "end_s": end,
+                "padded": p["padded"],
+            }
             yield {**base, "task": "scene", "rank": 1, **_cells(p[SCENE])}
             for rank, e in enumerate(p[EVENTS], 1):
                 yield {**base, "task": "event", "rank": rank, **_cells(e)}
@@ -90,9 +97,10 @@ def to_table(doc: dict[str, Any]) -> str:
             continue
         kind = {1: "mono", 2: "stereo"}.get(r["channels"], f"{r['channels']} ch")
         flags = [*r["notes"]]
-        lines.append(f"{r['file']}: {r['duration_s']:.2f} s, {kind}, {r['sample_rate_hz']} Hz" + (
-            f" ({'; '.join(flags)})" if flags else ""
-        ))
+        lines.append(
+            f"{r['file']}: {r['duration_s']:.2f} s, {kind}, {r['sample_rate_hz']} Hz"
+            + (f" ({'; '.join(flags)})" if flags else "")
+        )
         lines.append(f"  scene   {_scene_text(r[SCENE])}")
         lines.append(f"  events  {_events_text(r[EVENTS])}")
         for s in r["segments"]:

@@ -51,7 +51,9 @@ STAGE1_EXPERIMENTS = ("mtl-ic", "mtl")  # in order of preference for --model mtl
 MULTITASK_KINDS = ("mtl", "mtl-ic")  # checkpoint kinds with both heads
 ENSEMBLE_SUMMARY = ("ensemble", "summary.json")
 CLASS_NAMES_KEY = "class_names"  # in a checkpoint's `extra`: {"asc": [...], "aec": [...]}
-_TRIAL_NAME = re.compile(r"^(?P<experiment>[a-z0-9-]+)-d(?P<division>\d+)-r(?P<repeat>\d+)-(?P<variant>[a-z]+)$")
+_TRIAL_NAME = re.compile(
+    r"^(?P<experiment>[a-z0-9-]+)-d(?P<division>\d+)-r(?P<repeat>\d+)-(?P<variant>[a-z]+)$"
+)
 PUBLISHED_CLASSES = {
     "asc": {len(TUT2017_SCENES): list(TUT2017_SCENES)},
     "aec": {
@@ -143,7 +145,9 @@ class ModelSet:
         cuda = self.device.type == "cuda"
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
             for i in range(0, len(x), self.batch_size):
-                logits = net(torch.as_tensor(np.ascontiguousarray(x[i : i + self.batch_size]), device=self.device))
+                logits = net(
+                    torch.as_tensor(np.ascontiguousarray(x[i : i + self.batch_size]), device=self.device)
+                )
                 for t, v in logits.items():
                     out.setdefault(t, []).append(v.float().softmax(dim=1).cpu().numpy())
         return {t: np.concatenate(v) for t, v in out.items()}
@@ -184,7 +188,9 @@ class ModelSet:
         out_list, i, j = [], 0, 0
         for s in sets:
             a, b = len(s.scene), len(s.events)
-            out_list.append(Scores(scene_sum[i : i + a], scene_n[i : i + a], event_sum[j : j + b], event_n[j : j + b]))
+            out_list.append(
+                Scores(scene_sum[i : i + a], scene_n[i : i + a], event_sum[j : j + b], event_n[j : j + b])
+            )
             i, j = i + a, j + b
         return out_list
 
@@ -209,7 +215,12 @@ class TrialInfo:
     def sort_key(self, task: str) -> tuple:
         """Best validation first; ties: lower division, repeat, then triple before quadruple."""
         acc = self.val_accuracy(task)
-        return (-(acc if acc is not None else -1.0), self.spec.division, self.spec.repeat, VARIANTS.index(self.spec.variant))
+        return (
+            -(acc if acc is not None else -1.0),
+            self.spec.division,
+            self.spec.repeat,
+            VARIANTS.index(self.spec.variant),
+        )
 
 
 def read_run(run: str) -> tuple[Any, str, dict[str, Any]]:
@@ -304,7 +315,9 @@ def best_member(run: str, task: str, trial: str | None = None) -> TrialInfo:
         return min(members, key=lambda t: t.sort_key(task))
     named = [t for t in members if t.name == trial]
     if not named:
-        raise UserError(f"{trial!r} is not a fine-tuned {task} member of {run}; members: {', '.join(t.name for t in members)}")
+        raise UserError(
+            f"{trial!r} is not a fine-tuned {task} member of {run}; members: {', '.join(t.name for t in members)}"
+        )
     return named[0]
 
 
@@ -320,7 +333,9 @@ def load_member(trial: TrialInfo, task: str, device=None) -> Member:
 # ---------------------------------------------------------------- class names
 
 
-def class_names(manifest: dict[str, Any], metas: Sequence[dict[str, Any]]) -> tuple[dict[str, list[str]], str]:
+def class_names(
+    manifest: dict[str, Any], metas: Sequence[dict[str, Any]]
+) -> tuple[dict[str, list[str]], str]:
     """({"asc": [...], "aec": [...]}, where they came from); see the module docstring."""
     counts = _class_counts(metas)
     for meta in metas:
@@ -355,7 +370,8 @@ def _class_counts(metas: Sequence[dict[str, Any]]) -> dict[str, int]:
         for t, p in meta["n_classes"].items():
             if counts.setdefault(t, p) != p:
                 raise InputFileError(
-                    str(meta.get("extra", {}).get("trial", "a model")), f"{p} {t} classes where others have {counts[t]}"
+                    str(meta.get("extra", {}).get("trial", "a model")),
+                    f"{p} {t} classes where others have {counts[t]}",
                 )
     missing = [t for t in TASKS if t not in counts]
     if missing:
@@ -386,11 +402,15 @@ def load_models(
         if member.meta["kind"] not in MULTITASK_KINDS:
             raise UserError(f"{info.name}: a {member.meta['kind']} network has no heads for both tasks")
         scene, events = [member], [member]
-        how = "named by --trial" if trial else "best validation accuracy for its target among the mtl-ic trials"
+        how = (
+            "named by --trial" if trial else "best validation accuracy for its target among the mtl-ic trials"
+        )
         rule = f"one stage-1 multitask network, target {mtl_target} ({how}); both heads in one forward pass"
     else:
         if trial is not None:
-            raise UserError("--trial picks the multitask network of --model mtl; the ensemble uses every member")
+            raise UserError(
+                "--trial picks the multitask network of --model mtl; the ensemble uses every member"
+            )
         scene = [load_member(t, "asc", device) for t in ensemble_members(run, "asc")]
         events = [load_member(t, "aec", device) for t in ensemble_members(run, "aec")]
         rule = (

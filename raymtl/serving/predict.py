@@ -134,7 +134,9 @@ class Featurizer:
         # The fewest samples that give one patch: 1 + n // hop centred frames >= patch_frames.
         self.patch_samples = (cfg.patch_frames - 1) * cfg.hop_length
 
-    def load(self, path: str | Path, name: str | None = None, max_duration_s: float | None = None) -> Recording:
+    def load(
+        self, path: str | Path, name: str | None = None, max_duration_s: float | None = None
+    ) -> Recording:
         """Read, check and resample a file; `AudioError` (with the reason) if it is unusable."""
         name = name or str(path)
         if max_duration_s is not None:
@@ -145,17 +147,22 @@ class Featurizer:
             raise NotMonoOrStereoError(name, f"{channels} channels; predict takes mono or stereo audio")
         duration_s = n_in / sr
         if max_duration_s is not None and duration_s > max_duration_s:
-            raise TooLongError(name, f"{duration_s:.1f} s of audio, more than the limit of {max_duration_s:g} s")
+            raise TooLongError(
+                name, f"{duration_s:.1f} s of audio, more than the limit of {max_duration_s:g} s"
+            )
         notes = []
         if sr != self.cfg.sample_rate_hz:
             samples = resample(samples, sr, self.cfg.sample_rate_hz)
             notes.append(f"resampled from {sr} Hz to {self.cfg.sample_rate_hz} Hz")
         segments = self.plan(len(samples))
         if segments[-1].stop - segments[-1].start < self.patch_samples:
-            which = "the audio" if len(segments) == 1 else f"the last segment ({segments[-1].end_s - segments[-1].start_s:.2f} s)"
-            notes.append(
-                f"{which} is shorter than one patch ({self.patch_samples / self.cfg.sample_rate_hz:.2f} s): zero-padded"
+            which = (
+                "the audio"
+                if len(segments) == 1
+                else f"the last segment ({segments[-1].end_s - segments[-1].start_s:.2f} s)"
             )
+            patch_s = self.patch_samples / self.cfg.sample_rate_hz
+            notes.append(f"{which} is shorter than one patch ({patch_s:.2f} s): zero-padded")
         return Recording(name, samples, duration_s, int(sr), int(channels), segments, notes)
 
     def plan(self, n: int) -> list[Segment]:
@@ -207,14 +214,17 @@ def _check_duration(path, name: str, max_duration_s: float) -> None:
         return
     if info.samplerate > 0 and info.frames / info.samplerate > max_duration_s:
         raise TooLongError(
-            name, f"{info.frames / info.samplerate:.1f} s of audio, more than the limit of {max_duration_s:g} s"
+            name,
+            f"{info.frames / info.samplerate:.1f} s of audio, more than the limit of {max_duration_s:g} s",
         )
 
 
 # ---------------------------------------------------------------- answers
 
 
-def ranked(votes: np.ndarray, summed: np.ndarray, weight: float, class_names: Sequence[str], k: int) -> list[dict]:
+def ranked(
+    votes: np.ndarray, summed: np.ndarray, weight: float, class_names: Sequence[str], k: int
+) -> list[dict]:
     """The top k classes by (patch votes, summed score): the vote's own order."""
     order = np.lexsort((-summed, -votes))[:k]  # last key first: votes, then summed score
     return [
@@ -228,7 +238,9 @@ def ranked(votes: np.ndarray, summed: np.ndarray, weight: float, class_names: Se
     ]
 
 
-def _answer(scores: np.ndarray, weights: np.ndarray, class_names: Sequence[str], k: int) -> tuple[list[dict], int]:
+def _answer(
+    scores: np.ndarray, weights: np.ndarray, class_names: Sequence[str], k: int
+) -> tuple[list[dict], int]:
     """(top-k classes, number of patches) of one vote over `scores` (N, P)."""
     v = vote(np.zeros(len(scores), dtype=np.int64), scores)  # one recording
     top = ranked(v.votes[0], v.summed_scores[0], float(weights.sum()), class_names, k)
@@ -262,7 +274,9 @@ def answer(
 ) -> dict[str, Any]:
     """The JSON record of one file (see README: `raymtl predict`)."""
     if len(sets) != len(rec.segments) or len(scores) != len(rec.segments):
-        raise ValueError(f"{rec.file}: {len(rec.segments)} segments, {len(sets)} patch sets, {len(scores)} scores")
+        raise ValueError(
+            f"{rec.file}: {len(rec.segments)} segments, {len(sets)} patch sets, {len(scores)} scores"
+        )
     record = {
         "file": rec.file,
         "ok": True,
@@ -323,7 +337,11 @@ class Predictor:
         self.featurizer = Featurizer(models.features, models.scene_images)
 
     def predict_file(
-        self, path: str | Path, name: str | None = None, top_k: int = DEFAULT_TOP_K, max_duration_s: float | None = None
+        self,
+        path: str | Path,
+        name: str | None = None,
+        top_k: int = DEFAULT_TOP_K,
+        max_duration_s: float | None = None,
     ) -> dict[str, Any]:
         """One file's record; a file that cannot be used gives an error record."""
         name = name or str(path)

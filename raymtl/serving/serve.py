@@ -94,7 +94,8 @@ def _safe_name(name: str | None) -> str:
     return base or "upload"
 
 
-app = FastAPI(title="raymtl", description="joint acoustic scene and event recognition")
+# No interactive docs: their pages load scripts from a CDN, and the endpoints are listed at GET /.
+app = FastAPI(title="raymtl", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @serve.deployment(name="PredictDeployment")
@@ -128,7 +129,10 @@ class PredictDeployment:
         return {
             "service": "raymtl predict",
             "model": self.model_info,
-            "class_names": {"scene": self.models.class_names["asc"], "events": self.models.class_names["aec"]},
+            "class_names": {
+                "scene": self.models.class_names["asc"],
+                "events": self.models.class_names["aec"],
+            },
             "limits": {
                 "max_upload_bytes": o.max_upload_bytes,
                 "max_duration_s": o.max_duration_s,
@@ -290,7 +294,10 @@ def start(run: str, host: str = "127.0.0.1", port: int = 8000, options: ServeOpt
 def serve_forever(run: str, host: str, port: int, options: ServeOptions) -> int:
     """`raymtl serve`: start, say where, and answer until interrupted; then shut Serve down."""
     url = start(run, host, port, options)
-    print(f"serving {run} ({options.model}) at {url}: POST {url}/predict, GET {url}/ready; Ctrl-C to stop", flush=True)
+    print(
+        f"serving {run} ({options.model}) at {url}: POST {url}/predict, GET {url}/ready; Ctrl-C to stop",
+        flush=True,
+    )
     try:
         while True:
             time.sleep(3600)

@@ -186,7 +186,9 @@ def train_loop_per_worker(config: dict) -> None:
                 opts[t].step()
                 loss_sum[t] += float(loss.detach()) * len(x)
                 correct[t] += int((out[t].argmax(dim=1) == labels[t]).sum())
-        metrics: dict[str, Any] = {"epoch": epoch, "patches": seen, "seconds": round(time.perf_counter() - t0, 3)}
+        metrics: dict[str, Any] = {
+            "stage": cfg.model_kind, "epoch": epoch, "patches": seen, "seconds": round(time.perf_counter() - t0, 3)
+        }  # fmt: skip
         for t in active:
             acc = _validate(nets[t], val_shards[t], t, device, train.batch_size)
             metrics[f"loss_{t}"] = loss_sum[t] / max(seen, 1)

@@ -50,3 +50,23 @@ def write(path: Path, samples: np.ndarray, sr: int = SR, subtype: str = "PCM_16"
 def read(path: Path) -> np.ndarray:
     x, _ = sf.read(str(path), dtype="float32", always_2d=True)
     return x
+
+
+def assert_same_answer(got, want, where: str = "record") -> None:
+    """Equal answers: every label, index, vote and count exactly; scores to 2e-6 (a network's
+    float sums may differ in the last bits with the batch it runs in, or its thread count)."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict) and set(got) == set(
+            want
+        ), f"{where}: keys {sorted(got)} != {sorted(want)}"
+        for k in want:
+            if k == "score":
+                assert abs(got[k] - want[k]) <= 2e-6, f"{where}.{k}: {got[k]} != {want[k]}"
+            else:
+                assert_same_answer(got[k], want[k], f"{where}.{k}")
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{where}: {got} != {want}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_answer(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, f"{where}: {got!r} != {want!r}"

@@ -27,7 +27,9 @@ def patches(run, tiny_data, esc_fold1_clip) -> np.ndarray:
 
 @pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
 @pytest.mark.parametrize("task", ["both", "asc"])
-def test_exported_model_gives_the_in_process_scores(run, patches, tmp_path, capsys, trained_classes, fmt, task):
+def test_exported_model_gives_the_in_process_scores(
+    run, patches, tmp_path, capsys, trained_classes, fmt, task
+):
     out = tmp_path / f"model-{task}.{'onnx' if fmt == 'onnx' else 'pt'}"
     assert main(["export", str(run), "--format", fmt, "--task", task, "--out", str(out)]) == 0
     assert f"feature settings in {out}.json" in capsys.readouterr().out
@@ -65,7 +67,9 @@ def test_exported_model_gives_the_in_process_scores(run, patches, tmp_path, caps
         "shape": ["batch", 128, 128],
         "meaning": "log-mel dB patches (mel bands x frames), as raymtl featurize makes them",
     }
-    assert settings["images"]["asc"] == (["left", "right", "sum"] if member.variant == "triple" else ["left", "right", "sum", "diff"])
+    assert settings["images"]["asc"] == (
+        ["left", "right", "sum"] if member.variant == "triple" else ["left", "right", "sum", "diff"]
+    )
     if task == "both":
         assert settings["images"]["aec"] == ["mono"]
         assert settings["source"]["kind"] == "mtl-ic"
@@ -85,4 +89,18 @@ def test_export_refuses_to_overwrite_and_names_bad_trials(run, tmp_path, capsys)
     assert out.read_bytes() != first or best_member(str(run), "aec").name == "finetune-aec-d1-r1-triple"
     assert main([*args, "--overwrite", "--trial", "finetune-asc-d1-r1-triple"]) == 2
     assert "is not a fine-tuned aec member" in capsys.readouterr().err
-    assert main(["export", str(run), "--format", "onnx", "--task", "both", "--out", str(tmp_path / "no" / "m.onnx")]) == 2
+    assert (
+        main(
+            [
+                "export",
+                str(run),
+                "--format",
+                "onnx",
+                "--task",
+                "both",
+                "--out",
+                str(tmp_path / "no" / "m.onnx"),
+            ]
+        )
+        == 2
+    )

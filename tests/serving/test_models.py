@@ -38,7 +38,9 @@ def test_a_trial_saves_its_class_names_in_the_model_file_and_predict_reads_them(
     (run / "manifest.json").write_text(
         json.dumps({"format": "raymtl-run", "features": str(tmp_path / "gone"), "preset": preset.to_dict()})
     )
-    (run / "trials" / spec.name / "result.json").write_text(json.dumps({"val_accuracy": {"asc": 0.5, "aec": 0.25}}))
+    (run / "trials" / spec.name / "result.json").write_text(
+        json.dumps({"val_accuracy": {"asc": 0.5, "aec": 0.25}})
+    )
     models = load_models(str(run), "mtl")
     assert models.class_names_source == "checkpoint" and models.class_names == names
     assert models.scene_members[0].trial == spec.name

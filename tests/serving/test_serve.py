@@ -14,7 +14,7 @@ import soundfile as sf
 from raymtl.data.classes import ESC50_CLASSES, TUT2017_SCENES
 from raymtl.serving.models import load_models
 from raymtl.serving.predict import Predictor
-from tests.serving.conftest import TUT_A, TUT_B, read, write
+from tests.serving.conftest import TUT_A, TUT_B, assert_same_answer, read, write
 
 LIMIT_BYTES = 3_000_000  # a 10 s 16-bit stereo WAV (1.76 MB) fits, 3 MB + 1 byte does not
 LIMIT_S = 30.0
@@ -52,16 +52,13 @@ def local(run) -> Predictor:
 
 def _post_file(url: str, path, name: str | None = None, **params) -> requests.Response:
     with open(path, "rb") as f:
-        return requests.post(f"{url}/predict", files={"file": (name or path.name, f, "audio/wav")}, params=params, timeout=120)
+        return requests.post(
+            f"{url}/predict", files={"file": (name or path.name, f, "audio/wav")}, params=params, timeout=120
+        )
 
 
 def _same_answer(served: dict, local: dict) -> None:
-    for key in ("ok", "duration_s", "channels", "sample_rate_hz", "notes", "padded", "event_patches", "segments"):
-        assert served[key] == local[key], key
-    for s, l in [(served["scene"], local["scene"]), *zip(served["events"], local["events"])]:
-        assert (s["label"], s["index"], s["votes"]) == (l["label"], l["index"], l["votes"])
-        assert s["score"] == pytest.approx(l["score"], abs=2e-6)
-    assert len(served["events"]) == len(local["events"])
+    assert_same_answer({**served, "file": None}, {**local, "file": None})
 
 
 def test_ready_and_info(server, trained_classes):
@@ -70,7 +67,9 @@ def test_ready_and_info(server, trained_classes):
     info = requests.get(f"{server}/", timeout=30).json()
     assert info["limits"] == {"max_upload_bytes": LIMIT_BYTES, "max_duration_s": LIMIT_S, "max_batch_size": 8}
     assert info["class_names"] == {"scene": trained_classes["asc"], "events": trained_classes["aec"]}
-    assert set(info["class_names"]["scene"]) == set(TUT2017_SCENES) and set(info["class_names"]["events"]) == set(ESC50_CLASSES)
+    assert set(info["class_names"]["scene"]) == set(TUT2017_SCENES) and set(
+        info["class_names"]["events"]
+    ) == set(ESC50_CLASSES)
 
 
 def test_a_wav_upload_gets_the_same_answer_as_predict(server, tiny_data, local):
@@ -133,7 +132,9 @@ def test_upload_limits_and_malformed_requests(server, tmp_path):
     # Too long: 31 s of 8 kHz mono fits the size limit, not the duration limit.
     long = write(tmp_path / "long.wav", np.zeros((8000 * 31, 1), np.float32), sr=8000)
     r = _post_file(server, long)
-    assert r.status_code == 422 and r.json()["error"] == "long.wav: 31.0 s of audio, more than the limit of 30 s"
+    assert (
+        r.status_code == 422 and r.json()["error"] == "long.wav: 31.0 s of audio, more than the limit of 30 s"
+    )
 
     r = requests.post(f"{server}/predict", data=b"", timeout=60)
     assert r.status_code == 400 and r.json()["error"] == "empty upload (0 bytes of audio)"
@@ -142,6 +143,7 @@ def test_upload_limits_and_malformed_requests(server, tmp_path):
     r = requests.post(f"{server}/predict", params={"top_k": "0"}, data=b"abc", timeout=60)
     assert r.status_code == 400 and r.json()["error"] == "top_k must be in 1..50, got 0"
     assert requests.get(f"{server}/predict", timeout=60).status_code == 405
+    assert requests.get(f"{server}/docs", timeout=60).status_code == 404
 
 
 def test_concurrent_requests_share_a_batch_and_get_their_own_answers(server, tiny_data, local):
