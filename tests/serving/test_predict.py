@@ -327,31 +327,41 @@ def test_class_names_come_from_the_checkpoint_then_features_then_published_lists
     """A RUN works without its FEATURES folder; a checkpoint's own class names win."""
     from raymtl.models import load_model, save_model
 
+    def resave(path, class_names):
+        """The model file as an older version wrote it (None: no class names) or with these."""
+        net, meta = load_model(path)
+        extra = {k: v for k, v in meta["extra"].items() if k != "class_names"}
+        if class_names is not None:
+            extra["class_names"] = class_names
+        cfg, kind, task, n_classes = meta["config"], meta["kind"], meta["task"], meta["n_classes"]
+        save_model(path, net, kind=kind, task=task, cfg=cfg, n_classes=n_classes, extra=extra)
+
     copy = tmp_path / "RUN"
     manifest = json.loads((run / "manifest.json").read_text())
-    manifest["features"] = str(tmp_path / "no-such-features")
     copy.mkdir()
-    (copy / "manifest.json").write_text(json.dumps(manifest))
     for trial in (run / "trials").glob("mtl-ic-*"):
-        shutil.copytree(
-            trial, copy / "trials" / trial.name, ignore=shutil.ignore_patterns("*.parquet", "*.jsonl")
-        )
+        skip = shutil.ignore_patterns("*.parquet", "*.jsonl")
+        shutil.copytree(trial, copy / "trials" / trial.name, ignore=skip)
+    for model in (copy / "trials").glob("*/model-*.pt"):
+        resave(model, None)
+
+    # Older model files: the FEATURES folder the RUN names ...
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    models = load_models(str(copy), "mtl")
+    assert models.class_names_source == f"features manifest {manifest['features']}"
+    assert models.class_names == trained_classes
+    # ... and without it, the published lists (the counts are theirs).
+    (copy / "manifest.json").write_text(
+        json.dumps({**manifest, "features": str(tmp_path / "no-such-features")})
+    )
     models = load_models(str(copy), "mtl")
     assert models.class_names_source == "published class lists"
     assert models.class_names == trained_classes
 
-    chosen = copy / "trials" / models.scene_members[0].trial / "model-asc.pt"
-    net, meta = load_model(chosen)
     names = {"asc": [f"scene-{i}" for i in range(15)], "aec": [f"event-{i}" for i in range(50)]}
-    save_model(
-        chosen,
-        net,
-        kind=meta["kind"],
-        task=meta["task"],
-        cfg=meta["config"],
-        n_classes=meta["n_classes"],
-        extra={**meta["extra"], "class_names": names},
-    )
-    record = Predictor(load_models(str(copy), "mtl")).predict_file(tiny_data / TUT_A)
+    resave(copy / "trials" / models.scene_members[0].trial / "model-asc.pt", names)
+    predictor = Predictor(load_models(str(copy), "mtl"))
+    assert predictor.models.class_names_source == "checkpoint"
+    record = predictor.predict_file(tiny_data / TUT_A)
     assert record["scene"]["label"] == f"scene-{record['scene']['index']}"
     assert all(e["label"] == f"event-{e['index']}" for e in record["events"])
