@@ -21,6 +21,13 @@ def resolve(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
+def absolute(uri: str | os.PathLike) -> str:
+    """A URI as every Ray process can read it: local paths made absolute (Tune trials and Train
+    workers run in other working directories), remote URIs (s3://...) unchanged."""
+    uri = os.fspath(uri)
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts if p)
 

@@ -154,6 +154,7 @@ def run_ensemble(
 
     t0 = time.perf_counter()
     preset = get_preset(preset) if isinstance(preset, str) else preset
+    features, run = storage.absolute(features), storage.absolute(run)  # trials run in other folders
     ensure_run_manifest(run, preset, features)
     write_plan(run, plan, preset=preset.name)
     members = [

@@ -73,7 +73,7 @@ def stage1_models(run: str, spec: T.TrialSpec, exp: Experiment, stage1_from: str
         fs, path = storage.resolve(stage1_from)
         if not storage.is_file(fs, path):
             raise UserError(f"--from {stage1_from}: no such model file")
-        return {t: stage1_from for t in exp.targets}
+        return {t: storage.absolute(stage1_from) for t in exp.targets}
     source = spec.with_experiment(exp.init_from)
     out = {}
     for t in exp.targets:
@@ -140,6 +140,7 @@ def run_trial(
     from raymtl.ray_session import ensure_ray
 
     preset = get_preset(preset) if isinstance(preset, str) else preset
+    features, run = storage.absolute(features), storage.absolute(run)
     fs, run_path = storage.resolve(run)
     tdir = T.trial_dir(run, spec)
     if T.is_finished(run, spec):

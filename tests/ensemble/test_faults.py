@@ -93,16 +93,18 @@ def faulted(ray_session, tiny_features, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("faults")
     run, preset = tmp / "RUN", tmp / "fault-test.json"
     preset.write_text(json.dumps(FAULT_PRESET.to_dict()))
+    # Relative --out and --preset, run from `tmp`: Tune trials and Train workers run in other
+    # working directories, so this also checks that paths reach them absolute.
     cmd = [
-        sys.executable, "-m", "raymtl.cli", "ensemble", "--features", str(tiny_features), "--out", str(run),
-        "--preset", str(preset), "--divisions", "1", "--repeats", "1", "--variants", "triple", "--tasks", "asc",
+        sys.executable, "-m", "raymtl.cli", "ensemble", "--features", str(tiny_features), "--out", "RUN",
+        "--preset", preset.name, "--divisions", "1", "--repeats", "1", "--variants", "triple", "--tasks", "asc",
     ]  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     seen: dict = {}
 
     log1 = tmp / "first.log"
     with open(log1, "w") as f:
-        first = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        first = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
     try:
         # 1. Kill the stage-1 Train worker once it has a checkpoint (and is not finished).
         _wait_for("a stage-1 checkpoint", lambda: _registered_checkpoint(run, STAGE1), first, log1)
@@ -124,7 +126,7 @@ def faulted(ray_session, tiny_features, tmp_path_factory):
     seen["first_log"] = log1.read_text()
 
     # 3. The same command again, to the end.
-    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=TIMEOUT_S)
     seen["rerun"] = rerun
     return run, seen
 
