@@ -164,7 +164,7 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     # The laptop demo (`raymtl demo`, 4 members per task in under 10 minutes on 2 cores): tiny's
-    # network on twice tiny's data, trained on a fixed 512-patch subset of each training split.
+    # network on twice tiny's data, trained on a fixed 384-patch subset of each training split.
     "demo": dataclasses.replace(
         PAPER,
         name="demo",
@@ -173,11 +173,11 @@ PRESETS: dict[str, Preset] = {
             PAPER.train,
             batch_size=32,
             lr=2e-3,
-            epochs_train_asc=4,
-            epochs_train_aec=4,
-            epochs_finetune_asc=3,
-            epochs_finetune_aec=3,
-            max_train_patches=512,
+            epochs_train_asc=3,
+            epochs_train_aec=3,
+            epochs_finetune_asc=2,
+            epochs_finetune_aec=2,
+            max_train_patches=384,
         ),
     ),
 }

@@ -17,10 +17,11 @@ log = logging.getLogger(__name__)
 
 DEMO_DIVISIONS = (1, 2)
 DEMO_VARIANTS = ("triple", "quadruple")
-# All four members at once on a 2-CPU laptop: a quarter CPU per Train worker leaves one CPU for
-# the Ray Data tasks that feed them. The training itself shares the cores either way; what runs
-# in parallel is each Train run's fixed cost (process start-up, scheduling, scoring).
-DEMO_CPUS_PER_TRIAL = 0.25
+# Two members at once on a 2-CPU laptop: half a CPU per Train worker leaves one CPU for the Ray
+# Data tasks that feed them. The training shares the cores either way; what overlaps is each
+# Train run's fixed cost (process start-up, scheduling, scoring). Four at once was slower: the
+# many Ray processes then thrash two cores.
+DEMO_CPUS_PER_TRIAL = 0.5
 
 
 @dataclass(frozen=True)
