@@ -30,6 +30,7 @@ from raymtl.config import Preset
 from raymtl.models import build_model
 from raymtl.models.networks import trainable_parameters
 from raymtl.train.evaluate import recording_accuracy
+from raymtl.train.scoring import SCORES
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,14 @@ def _validate(net: torch.nn.Module, shard, target: str, device, batch_size: int)
 def _score_test(net: torch.nn.Module, shard, target: str, device, batch_size: int) -> dict[str, np.ndarray]:
     """Per-patch softmax scores of the test shard, with the id columns that identify each patch."""
     net.eval()
-    parts: dict[str, list] = {k: [] for k in (*TEST_ID_COLUMNS, "scores")}
+    parts: dict[str, list] = {k: [] for k in (*TEST_ID_COLUMNS, SCORES)}
     with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
             x = torch.as_tensor(np.ascontiguousarray(batch[schema.X]), device=device)
-            parts["scores"].append(net(x)[target].float().softmax(dim=1).cpu().numpy().astype(np.float32))
+            parts[SCORES].append(net(x)[target].float().softmax(dim=1).cpu().numpy().astype(np.float32))
             for k in TEST_ID_COLUMNS:
                 parts[k].append(batch[k])
-    if not parts["scores"]:
+    if not parts[SCORES]:
         raise RuntimeError(f"no test patches for {target}")
     return {k: np.concatenate(v) for k, v in parts.items()}
 

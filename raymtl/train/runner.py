@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 import raymtl
 from raymtl import schema, storage
-from raymtl.config import Preset, get_preset
+from raymtl.config import TASKS, Preset, get_preset
 from raymtl.errors import UserError
 from raymtl.train import trial as T
 from raymtl.train.evaluate import vote
@@ -153,10 +153,11 @@ def run_trial(
     ensure_run_manifest(run, preset, features)
     ensure_ray()
     t0 = time.perf_counter()
-    n_classes = streams.class_counts(features)
-    # Stored in each model file, so that `raymtl predict` needs no FEATURES folder.
+    # Class names in label order (read once); stored in each model file too, so that
+    # `raymtl predict` needs no FEATURES folder.
     classes = streams.read_manifest(features)["classes"]
-    class_names = {t: list(classes[schema.TASK_DATASET[t]]) for t in n_classes}
+    class_names = {t: list(classes[schema.TASK_DATASET[t]]) for t in TASKS}
+    n_classes = {t: len(names) for t, names in class_names.items()}
     seed = spec.seed(preset.train.seed)
     counter = EpochCounter.start() if exp.mixup else None
     use_gpu = options.use_gpu if options.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0

@@ -1,4 +1,4 @@
-"""Scoring test patches with a saved model, as a Ray Data callable class, and the scores table.
+"""The scores table of a trial's test patches (scored in the Train worker, `raymtl.train.loop`).
 
 `scores.parquet` has one row per (task, test patch): trial, task, dataset, clip, image,
 patch_index, label and `scores`, the softmax over the task's P classes (list<float32>).
@@ -6,12 +6,10 @@ patch_index, label and `scores`, the softmax over the task's P classes (list<flo
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pyarrow as pa
 
-from raymtl import schema, storage
+from raymtl import schema
 
 SCORES = "scores"
 TRIAL = "trial"
@@ -19,33 +17,8 @@ TASK = "task"
 SCORE_COLUMNS = (TRIAL, TASK, schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL, SCORES)
 
 
-class PatchScorer:
-    """Ray Data callable class: test patches -> per-patch softmax scores for one task."""
-
-    def __init__(self, model_uri: str, task: str, batch_size: int = 256):
-        import torch
-
-        from raymtl.models import load_model
-
-        fs, path = storage.resolve(model_uri)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model, self.meta = load_model(io.BytesIO(storage.read_bytes(fs, path)), map_location=self.device)
-        self.task = task
-        self.batch_size = batch_size
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        x = torch.as_tensor(np.ascontiguousarray(batch[schema.X]), device=self.device)
-        with torch.no_grad(), torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
-            logits = self.model(x)[self.task]
-        out = {k: batch[k] for k in (schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)}
-        out[SCORES] = logits.float().softmax(dim=1).cpu().numpy().astype(np.float32)
-        return out
-
-
 def scores_table(trial: str, task: str, scored: dict[str, np.ndarray]) -> pa.Table:
-    """A scores table from the concatenated output of `PatchScorer`."""
+    """A scores table from per-patch id columns and their `scores` (N, P)."""
     n = len(scored[schema.CLIP])
     scores = np.asarray(scored[SCORES], dtype=np.float32)
     flat = pa.array(scores.reshape(-1), pa.float32())
