@@ -147,7 +147,6 @@ def run_ensemble(
     options: GridOptions = GridOptions(),
 ) -> EnsembleReport:
     """Train every member of `plan` not yet finished in `run`; returns what happened."""
-    import ray
     from ray import tune
 
     from raymtl.ray_session import ensure_ray
