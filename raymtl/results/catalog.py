@@ -7,6 +7,9 @@ from __future__ import annotations
 import pyarrow as pa
 
 # name -> (what a row is, {column: meaning}); README.md documents the same.
+# The columns that name a trial, first in every per-trial table.
+_TRIAL_COORDS_DOC = {"run": "", "trial": "", "experiment": "", "division": "", "repeat": "", "variant": ""}
+
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "runs": (
         "one row per RUN given",
@@ -75,12 +78,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "results": (
         "one row per finished trial and task it reports",
         {
-            "run": "",
-            "trial": "",
-            "experiment": "",
-            "division": "",
-            "repeat": "",
-            "variant": "",
+            **_TRIAL_COORDS_DOC,
             "task": "",
             "test_accuracy": "per-recording test accuracy",
             "val_accuracy": "best validation recording accuracy",
@@ -92,12 +90,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "metrics": (
         "one row per trial, task and epoch",
         {
-            "run": "",
-            "trial": "",
-            "experiment": "",
-            "division": "",
-            "repeat": "",
-            "variant": "",
+            **_TRIAL_COORDS_DOC,
             "task": "",
             "epoch": "0-based",
             "loss": "training loss",
@@ -264,6 +257,8 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 TS = pa.timestamp("s", tz="UTC")
+_TRIAL_COORDS = [("run", pa.string()), ("trial", pa.string()), ("experiment", pa.string()),
+                 ("division", pa.int32()), ("repeat", pa.int32()), ("variant", pa.string())]  # fmt: skip
 SCHEMAS = {
     "runs": pa.schema([("run", pa.string()), ("run_index", pa.int32()), ("uri", pa.string()),
                        ("preset", pa.string()), ("created", TS), ("features", pa.string()),
@@ -271,8 +266,7 @@ SCHEMAS = {
                        ("repeats", pa.list_(pa.int32())), ("variants", pa.list_(pa.string())),
                        ("tasks", pa.list_(pa.string())), ("n_trials", pa.int32()), ("reduced", pa.bool_()),
                        ("reduced_at", TS)]),
-    "trials": pa.schema([("run", pa.string()), ("trial", pa.string()), ("experiment", pa.string()),
-                         ("division", pa.int32()), ("repeat", pa.int32()), ("variant", pa.string()),
+    "trials": pa.schema([*_TRIAL_COORDS,
                          ("state", pa.string()), ("reason", pa.string()), ("planned", pa.bool_()),
                          ("targets", pa.string()), ("epochs_done", pa.int32()), ("epochs_planned", pa.int32()),
                          ("seconds", pa.float64()), ("finished", TS), ("updated", TS), ("device", pa.string()),
@@ -283,12 +277,10 @@ SCHEMAS = {
                           ("epoch", pa.int32()), ("epochs", pa.int32()), ("test_accuracy", pa.float64()),
                           ("val_accuracy", pa.float64()), ("best_epoch", pa.int32()), ("seconds", pa.float64()),
                           ("finished", TS), ("updated", TS)]),
-    "results": pa.schema([("run", pa.string()), ("trial", pa.string()), ("experiment", pa.string()),
-                          ("division", pa.int32()), ("repeat", pa.int32()), ("variant", pa.string()),
+    "results": pa.schema([*_TRIAL_COORDS,
                           ("task", pa.string()), ("test_accuracy", pa.float64()), ("val_accuracy", pa.float64()),
                           ("best_epoch", pa.int32()), ("epochs", pa.int32()), ("seconds", pa.float64())]),
-    "metrics": pa.schema([("run", pa.string()), ("trial", pa.string()), ("experiment", pa.string()),
-                          ("division", pa.int32()), ("repeat", pa.int32()), ("variant", pa.string()),
+    "metrics": pa.schema([*_TRIAL_COORDS,
                           ("task", pa.string()), ("epoch", pa.int32()), ("loss", pa.float64()),
                           ("train_acc", pa.float64()), ("val_acc", pa.float64()), ("patches_per_s", pa.float64()),
                           ("seconds", pa.float64()), ("live", pa.bool_())]),
