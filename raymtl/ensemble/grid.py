@@ -1,11 +1,12 @@
 """The ensemble grid: every member as Ray Train runs under Ray Tune.
 
-One Tune trial per (division, repeat, variant) runs that member's two stages back to back: the
+One Tune trial per (division, repeat, variant) runs that member's stages back to back: the
 `mtl-ic` trial (which trains the stage-1 network of each target task: alpha 0.7 and ASC's
 epochs for ASC, alpha 0.6 and AEC's epochs for AEC), then `finetune-asc` and `finetune-aec`,
-each starting as soon as its own stage 1 is done. Each stage is a `TorchTrainer` run inside the
-Tune function trainable (Ray Train V2's way to run many Train runs under Tune), reporting to
-Tune through `TuneReportCallback`. `max_concurrent_trials` bounds how many run at once.
+each starting as soon as its own stage 1 is recorded. The stages are one `TorchTrainer` run
+(`member-d<K>-r<R>-<variant>`) inside the Tune function trainable (Ray Train V2's way to run
+many Train runs under Tune), reporting to Tune through `TuneReportCallback`: a member pays Ray
+Train's start-up once, not once per stage. `max_concurrent_trials` bounds how many run at once.
 
 Faults: a Train worker that dies restarts from its last checkpoint (`FailureConfig`); a rerun of
 the same command skips finished trials (their `result.json`) and resumes unfinished ones from
@@ -24,7 +25,7 @@ from raymtl import storage
 from raymtl.config import Preset, get_preset
 from raymtl.ensemble.plan import EnsemblePlan, member_experiment, write_plan
 from raymtl.train import trial as T
-from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trial
+from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trials
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +61,10 @@ def run_member(config: dict[str, Any]) -> dict[str, Any]:
         max_failures=config["max_failures"],
         train_callbacks=(TuneReportCallback(),),
     )
-    accuracies = {}
-    for spec in member_trials(m["division"], m["repeat"], m["variant"], config["tasks"]):
-        result = run_trial(spec, config["features"], config["run"], Preset.from_dict(config["preset"]), options)
-        accuracies[spec.experiment] = result["test_accuracy"]
-    final = {f"{e}/{t}": a for e, accs in accuracies.items() for t, a in accs.items()}
+    specs = member_trials(m["division"], m["repeat"], m["variant"], config["tasks"])
+    name = T.member_run_name(m["division"], m["repeat"], m["variant"])
+    results = run_trials(specs, config["features"], config["run"], Preset.from_dict(config["preset"]), options, name)
+    final = {f"{r['experiment']}/{t}": a for r in results for t, a in r["test_accuracy"].items()}
     tune.report({"member_done": 1, **final})
     return final
 
@@ -123,7 +123,7 @@ class _Progress:
                     return
                 self.last_epoch_log[trial.trial_id] = now
                 accs = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.items()) if k.startswith("val_acc_"))
-                log.info("  %s: %s epoch %s%s", _member_name(trial.config["member"]), result["stage"],
+                log.info("  %s: %s epoch %s%s", _member_name(trial.config["member"]), result.get("trial", result["stage"]),
                          result["epoch"], f" ({accs})" if accs else "")  # fmt: skip
 
             def on_trial_complete(self, iteration, trials, trial, **info):

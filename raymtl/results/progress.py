@@ -2,12 +2,15 @@
 
 Two sources, both written by Ray while a run goes on (checked against Ray 2.60):
 
-- `RUN/ray/<trial>/checkpoint_manager_snapshot.json`: Ray Train's record of the run's kept
-  checkpoints; each carries the metrics reported with it (the epoch, loss, accuracies).
+- `RUN/ray/<Train run>/checkpoint_manager_snapshot.json`: Ray Train's record of the run's kept
+  checkpoints; each carries the metrics reported with it (the trial, epoch, loss, accuracies).
+  A `raymtl train` run is named after its trial; an ensemble member's run, which trains all the
+  member's trials, `member-d<K>-r<R>-<variant>` (raymtl.train.trial.member_run_name).
 - `RUN/ray/grid/`: the ensemble's Tune experiment (raymtl/ensemble/grid.py names it "grid").
   `experiment_state-<time>.json` holds each Tune trial's status (PENDING, RUNNING, TERMINATED,
   ERROR) and its member coordinates; each Tune trial folder's `result.json` has one line per
-  epoch reported through `TuneReportCallback`, whose `checkpoint_path` names the Train run.
+  epoch reported through `TuneReportCallback`, with its `trial` (older runs: the Train run named
+  in `checkpoint_path` is the trial).
 
 These are Ray's internal formats, not ours: anything unexpected is skipped with a debug log, so
 progress is best effort and never stops the results from loading.
@@ -23,6 +26,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from raymtl import storage
+from raymtl.train import trial as T
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +75,28 @@ def _json(fs, path: str) -> Any:
 
 
 def train_progress(fs, run_path: str, trials: list[str]) -> dict[str, TrialProgress]:
-    """Progress of the named Train runs from their checkpoint snapshots (the kept epochs only)."""
-    out = {}
+    """Progress of the named trials from the checkpoint snapshots (the kept epochs only) of their
+    own Train runs and of their members' Train runs."""
+    wanted = set(trials)
+    runs = dict.fromkeys(trials)
     for name in trials:
-        path = storage.join(run_path, RAY_DIR, name, SNAPSHOT_FILE)
+        spec = T.parse_trial_name(name)
+        if spec is not None:
+            runs[T.member_run_name(spec.division, spec.repeat, spec.variant)] = None
+    out: dict[str, TrialProgress] = {}
+    for run_name in runs:
+        path = storage.join(run_path, RAY_DIR, run_name, SNAPSHOT_FILE)
         snap = _json(fs, path)
         if not isinstance(snap, dict):
             continue
-        progress = TrialProgress()
+        updated = _mtime(fs, path)
         results = list(snap.get("checkpoint_results") or []) + [snap.get("latest_checkpoint_result")]
         for r in results:
-            if isinstance(r, dict) and isinstance(r.get("metrics"), dict):
-                progress.add(r["metrics"], None)
-        progress.updated = _mtime(fs, path)
-        out[name] = progress
+            if not (isinstance(r, dict) and isinstance(r.get("metrics"), dict)):
+                continue
+            trial = str(r["metrics"].get("trial", run_name))
+            if trial in wanted:  # the snapshot's time: the Train run's last sign of life
+                out.setdefault(trial, TrialProgress()).add(r["metrics"], updated)
     return out
 
 
@@ -149,8 +161,8 @@ def tune_epochs(fs, folder: str) -> dict[str, TrialProgress]:
     for line in text.splitlines():
         try:
             r = json.loads(line)
-            trial = str(r["checkpoint_path"]).rstrip("/").rsplit("/", 2)[-2]
-        except (ValueError, KeyError, TypeError, IndexError):
+            trial = str(r.get("trial") or str(r["checkpoint_path"]).rstrip("/").rsplit("/", 2)[-2])
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             continue
         when = r.get("timestamp")
         metrics = {k: v for k, v in r.items() if k != "config"}

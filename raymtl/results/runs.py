@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +32,6 @@ from raymtl.train import trial as T
 log = logging.getLogger(__name__)
 
 TRIALS_DIR = "trials"
-_TRIAL_NAME = re.compile(
-    r"^(?P<experiment>[a-z0-9-]+)-d(?P<division>\d+)-r(?P<repeat>\d+)-(?P<variant>[a-z]+)$"
-)
 
 
 @dataclass(frozen=True)
@@ -96,16 +92,6 @@ def _mtime(info: pafs.FileInfo) -> float | None:
     return info.mtime.timestamp() if info.mtime is not None else None
 
 
-def parse_trial_name(name: str) -> T.TrialSpec | None:
-    m = _TRIAL_NAME.match(name)
-    if not m:
-        return None
-    try:
-        return T.TrialSpec(m["experiment"], int(m["division"]), int(m["repeat"]), m["variant"])
-    except ConfigError:
-        return None
-
-
 class FinishedTrialCache:
     """Finished trials never change (result.json is written last and never overwritten), so a
     refreshing reader keeps them instead of reading them again every few seconds."""
@@ -138,7 +124,7 @@ def read_run(ref: RunRef, cache: FinishedTrialCache | None = None) -> RunFiles:
         if entry.type != pafs.FileType.Directory:
             continue
         name = entry.base_name
-        spec = parse_trial_name(name)
+        spec = T.parse_trial_name(name)
         if spec is None:
             log.warning("%s: ignoring %s/%s (not a trial name)", ref.uri, TRIALS_DIR, name)
             continue

@@ -296,9 +296,7 @@ _EXPERIMENT_ORDER = {name: i for i, name in enumerate(EXPERIMENTS)}
 
 
 def _spec(name: str) -> T.TrialSpec:
-    from raymtl.results.runs import parse_trial_name
-
-    spec = parse_trial_name(name)
+    spec = T.parse_trial_name(name)
     assert spec is not None, name  # names come from TrialSpec or were parsed already
     return spec
 

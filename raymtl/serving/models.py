@@ -29,7 +29,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -51,9 +50,6 @@ STAGE1_EXPERIMENTS = ("mtl-ic", "mtl")  # in order of preference for --model mtl
 MULTITASK_KINDS = ("mtl", "mtl-ic")  # checkpoint kinds with both heads
 ENSEMBLE_SUMMARY = ("ensemble", "summary.json")
 CLASS_NAMES_KEY = "class_names"  # in a checkpoint's `extra`: {"asc": [...], "aec": [...]}
-_TRIAL_NAME = re.compile(
-    r"^(?P<experiment>[a-z0-9-]+)-d(?P<division>\d+)-r(?P<repeat>\d+)-(?P<variant>[a-z]+)$"
-)
 PUBLISHED_CLASSES = {
     "asc": {len(TUT2017_SCENES): list(TUT2017_SCENES)},
     "aec": {
@@ -248,12 +244,8 @@ def finished_trials(run: str) -> list[TrialInfo]:
         return []
     out = []
     for info in sorted(fs.get_file_info(pafs.FileSelector(trials_dir)), key=lambda i: i.base_name):
-        m = _TRIAL_NAME.match(info.base_name)
-        if info.type != pafs.FileType.Directory or not m:
-            continue
-        try:
-            spec = T.TrialSpec(m["experiment"], int(m["division"]), int(m["repeat"]), m["variant"])
-        except UserError:
+        spec = T.parse_trial_name(info.base_name)
+        if info.type != pafs.FileType.Directory or spec is None:
             continue  # a folder that is no trial of ours
         result_path = storage.join(info.path, T.RESULT)
         if storage.is_file(fs, result_path):

@@ -1,13 +1,20 @@
 """`train_loop_per_worker`: the training loop that Ray Train runs on each worker.
 
-It trains one network per target task on the same batches (an MTL experiment trains two, one
-per task, DESIGN.md §1; everything else one), validates each on its task's un-mixed validation
-patches by per-recording accuracy every epoch, keeps the best-validating weights, and reports
-metrics with a checkpoint every epoch. A restarted worker resumes from the last checkpoint.
+One Train run trains a chain of trials ("stages") back to back: one trial for `raymtl train`,
+an ensemble member's `mtl-ic` then `finetune-asc` and `finetune-aec` for `raymtl ensemble`.
+A Train run costs seconds of fixed start-up (controller, worker process, imports), so a member
+pays it once instead of once per stage; each stage still starts as soon as the one it builds on
+is recorded.
 
-After the last epoch, rank 0 scores the test patches with the selected weights and reports them
-in a final checkpoint: scoring happens where the model already is (the GPU on a cluster), with
-no second model load or actor start-up.
+A stage trains one network per target task on the same batches (an MTL experiment trains two,
+one per task, DESIGN.md §1; everything else one), validates each on its task's un-mixed
+validation patches by per-recording accuracy every epoch, keeps the best-validating weights, and
+reports metrics with a checkpoint every epoch. After its last epoch, rank 0 scores the test
+patches with the selected weights, where the model already is (the GPU on a cluster), and writes
+the trial folder (`raymtl.train.record`).
+
+Faults: a restarted worker runs this function again. Stages whose trial folder is finished are
+skipped; the stage named in the last checkpoint resumes from it; later ones start afresh.
 """
 
 from __future__ import annotations
@@ -29,48 +36,77 @@ from raymtl import schema
 from raymtl.config import Preset
 from raymtl.models import build_model
 from raymtl.models.networks import trainable_parameters
+from raymtl.train import trial as T
 from raymtl.train.evaluate import recording_accuracy
+from raymtl.train.experiments import Experiment, get_experiment
 from raymtl.train.scoring import SCORES
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
-TEST_SCORES_FILE = "test-scores-{task}.npz"  # in the final checkpoint, per target task
 TEST_ID_COLUMNS = (schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)
 
 
 @dataclass(frozen=True)
-class LoopConfig:
-    """What the loop needs, as plain values (Ray passes the config as a dict)."""
+class StageConfig:
+    """One trial of a Train run: its coordinates, settings and where its inputs come from."""
 
+    spec: T.TrialSpec
     preset: Preset
-    model_kind: str
-    targets: tuple[str, ...]
     n_classes: dict[str, int]
-    epochs: dict[str, int]  # per target
-    mixup: bool
-    seed: int
     init: dict[str, str | None]  # per target: a stage-1 model file (raymtl.models.checkpoint) or None
-    freeze: bool
-    epoch_counter: Any = None  # raymtl.data.mixup.EpochCounter handle (mixup experiments)
+    train_dataset: str = "train"  # its training stream among the Train run's datasets
     shuffle_buffer: int = 2048
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "LoopConfig":
-        d = dict(d)
-        d["preset"] = Preset.from_dict(d["preset"]) if isinstance(d["preset"], dict) else d["preset"]
-        d["targets"] = tuple(d["targets"])
-        return cls(**d)
+    @property
+    def trial(self) -> str:
+        return self.spec.name
+
+    @property
+    def experiment(self) -> Experiment:
+        return get_experiment(self.spec.experiment)
+
+    @property
+    def model_kind(self) -> str:
+        return self.experiment.model_kind
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        return self.experiment.targets
+
+    @property
+    def epochs(self) -> dict[str, int]:
+        return {t: self.preset.train.epochs(self.experiment.stage, t) for t in self.targets}
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed(self.preset.train.seed)
 
 
-def build_network(cfg: LoopConfig, target: str) -> torch.nn.Module:
-    model_cfg = cfg.preset.model
-    if cfg.model_kind == "fusion" and not cfg.freeze:
-        model_cfg = dataclasses.replace(model_cfg, freeze_through=0)  # direct: train everything
-    net = build_model(cfg.model_kind, model_cfg, cfg.n_classes, task=target)
-    if cfg.init.get(target):
-        net.load_stage1(load_stage1_state(cfg.init[target]))
+@dataclass(frozen=True)
+class LoopConfig:
+    """What one Train run does: its stages in order, and where it records them."""
+
+    run: str  # the RUN folder (absolute path or URI): trial folders are written there
+    stages: tuple[StageConfig, ...]
+    class_names: dict[str, list[str]]  # per task, in label order; stored in every model file
+    epoch_counter: Any = None  # raymtl.data.mixup.EpochCounter handle (when a stage mixes)
+
+
+def build_network(stage: StageConfig, target: str, *, restore: bool = True) -> torch.nn.Module:
+    """The network a stage trains for `target`; `restore` loads its stage-1 layers (fine-tunes)."""
+    net = build_model(stage.model_kind, model_config(stage), stage.n_classes, task=target)
+    if restore and stage.init.get(target):
+        net.load_stage1(load_stage1_state(stage.init[target]))
     return net
+
+
+def model_config(stage: StageConfig):
+    """The ModelConfig a stage's networks are built (and saved) with."""
+    cfg = stage.preset.model
+    if stage.model_kind == "fusion" and not stage.experiment.freeze:
+        cfg = dataclasses.replace(cfg, freeze_through=0)  # direct: train everything
+    return cfg
 
 
 def load_stage1_state(uri: str) -> dict:
@@ -125,43 +161,68 @@ def train_loop_per_worker(config: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    cfg = LoopConfig.from_dict(config)
-    ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    cfg: LoopConfig = config["loop"]
+    _log_to_stderr()
+    rank = ray.train.get_context().get_world_rank()
     device = ray.train.torch.get_device()
-    on_gpu = device.type == "cuda"
-    torch.manual_seed(cfg.seed + rank)
-    train = cfg.preset.train
-
-    nets = {t: build_network(cfg, t) for t in cfg.targets}
-    for t, net in nets.items():
-        if on_gpu:
-            net = net.to(memory_format=torch.channels_last)
-        nets[t] = ray.train.torch.prepare_model(net)
-    opts = {t: torch.optim.Adam(trainable_parameters(net), lr=train.lr) for t, net in nets.items()}
-    state = {"epoch": -1, "best_acc": {t: -1.0 for t in nets}, "best_epoch": {t: -1 for t in nets}, "history": []}
-    best_weights: dict[str, dict] = {}
-
+    saved = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as d:
             saved = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location=device, weights_only=False)
-        for t in nets:
-            _unwrap(nets[t]).load_state_dict(saved["nets"][t])
-            opts[t].load_state_dict(saved["opts"][t])
-        state = saved["state"]
-        best_weights = saved["best_weights"]
-        state.setdefault("resumed_after_epoch", []).append(state["epoch"])  # recorded in result.json
-        log.info("resuming from the checkpoint of epoch %d", state["epoch"])
+    for stage in cfg.stages:
+        if T.is_finished(cfg.run, stage.spec):  # recorded before a restart
+            log.info("%s: already recorded", stage.trial)
+            continue
+        resume = saved if saved is not None and saved.get("trial") == stage.trial else None
+        _run_stage(cfg, stage, resume, rank, device)
 
-    train_shard = ray.train.get_dataset_shard("train")
+
+def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: int, device) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from raymtl.train.record import write_trial
+
+    t0 = time.perf_counter()
+    on_gpu = device.type == "cuda"
+    torch.manual_seed(stage.seed + rank)
+    train = stage.preset.train
+
+    # Channels-last suits oneDNN's CPU convolutions as well as the GPU's tensor cores: the tiny
+    # networks train ~1.6x faster with it on one CPU thread (benchmarks/bench_train.py).
+    nets = {t: ray.train.torch.prepare_model(build_network(stage, t, restore=resume is None)
+                                             .to(memory_format=torch.channels_last))
+            for t in stage.targets}  # fmt: skip
+    if resume is not None:  # the weights (and, for a fusion network, which layers are frozen)
+        for t in nets:
+            _unwrap(nets[t]).load_state_dict(resume["nets"][t])
+    opts = {t: torch.optim.Adam(trainable_parameters(net), lr=train.lr) for t, net in nets.items()}
+    state = {
+        "epoch": -1,
+        "best_acc": {t: -1.0 for t in nets},
+        "best_epoch": {t: -1 for t in nets},
+        "history": [],
+        "seconds": 0.0,  # the stage's own time, summed over restarts
+    }
+    best_weights: dict[str, dict] = {}
+    if resume is not None:
+        for t in nets:
+            opts[t].load_state_dict(resume["opts"][t])
+        state, best_weights = resume["state"], resume["best_weights"]
+        state.setdefault("resumed_after_epoch", []).append(state["epoch"])  # recorded in result.json
+        log.info("%s: resuming from the checkpoint of epoch %d", stage.trial, state["epoch"])
+    else:
+        log.info("%s: training %s for %s epochs", stage.trial, stage.model_kind, stage.epochs)
+
+    train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
-    n_epochs = max(cfg.epochs.values())
-    for epoch in range(state["epoch"] + 1, n_epochs):
-        t0 = time.perf_counter()
-        if cfg.epoch_counter is not None:
+    epochs = stage.epochs
+    for epoch in range(state["epoch"] + 1, max(epochs.values())):
+        t_epoch = time.perf_counter()
+        if stage.experiment.mixup:
             ray.get(cfg.epoch_counter.set.remote(epoch))  # fresh mixup partners this epoch
-        active = [t for t in nets if epoch < cfg.epochs[t]]
+        active = [t for t in nets if epoch < epochs[t]]
         for t in active:
             nets[t].train()
         loss_sum = {t: 0.0 for t in active}
@@ -169,16 +230,14 @@ def train_loop_per_worker(config: dict) -> None:
         seen = 0
         for batch in train_shard.iter_torch_batches(
             batch_size=train.batch_size,
-            local_shuffle_buffer_size=cfg.shuffle_buffer,
-            local_shuffle_seed=cfg.seed * 1000 + epoch,
+            local_shuffle_buffer_size=stage.shuffle_buffer,
+            local_shuffle_seed=stage.seed * 1000 + epoch,
             device=device,
         ):
-            x = batch[schema.X]
-            if on_gpu:
-                x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)
+            x = batch[schema.X].unsqueeze(1).contiguous(memory_format=torch.channels_last)  # (B, 1, 128, 128)
             seen += len(x)
             for t in active:
-                labels = _labels_for(batch, t, cfg.mixup)
+                labels = _labels_for(batch, t, stage.experiment.mixup)
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=on_gpu):
                     out = nets[t](x)
                     loss = sum(F.cross_entropy(out[task].float(), y.long()) for task, y in labels.items())
@@ -188,7 +247,8 @@ def train_loop_per_worker(config: dict) -> None:
                 loss_sum[t] += float(loss.detach()) * len(x)
                 correct[t] += int((out[t].argmax(dim=1) == labels[t]).sum())
         metrics: dict[str, Any] = {
-            "stage": cfg.model_kind, "epoch": epoch, "patches": seen, "seconds": round(time.perf_counter() - t0, 3)
+            "trial": stage.trial, "stage": stage.model_kind, "epoch": epoch, "patches": seen,
+            "seconds": round(time.perf_counter() - t_epoch, 3),
         }  # fmt: skip
         for t in active:
             acc = _validate(nets[t], val_shards[t], t, device, train.batch_size)
@@ -203,33 +263,51 @@ def train_loop_per_worker(config: dict) -> None:
         metrics["patches_per_s"] = round(seen / max(metrics["seconds"], 1e-9), 1)
         state["epoch"] = epoch
         state["history"].append(metrics)
-        _report(metrics, nets, opts, state, best_weights, rank)
+        state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - t_epoch
+        _report(metrics, stage.trial, nets, opts, state, best_weights, rank)
 
     # The selected weights score the test patches (every worker holds the whole test set; rank 0
-    # scores it). This also runs after a restart that resumed past the last epoch.
-    scores = {}
+    # scores it and records the trial). This also runs after a restart that resumed past the
+    # last epoch.
     if rank == 0:
+        t_score = time.perf_counter()
+        scores = {}
         for t, net in nets.items():
             _unwrap(net).load_state_dict(best_weights[t])
             scores[t] = _score_test(_unwrap(net), ray.train.get_dataset_shard(f"test_{t}"), t, device, train.batch_size)
-    _report({"epoch": state["epoch"], "scored": True}, nets, opts, state, best_weights, rank, scores)
+        seconds = state.get("seconds", 0.0) + time.perf_counter() - t_score
+        result = write_trial(cfg.run, stage, state, best_weights, scores, cfg.class_names, seconds,
+                             "GPU" if on_gpu else "CPU")  # fmt: skip
+        log.info("%s: recorded in %.0f s (%s)", stage.trial, time.perf_counter() - t0, result["test_accuracy"])
+
+
+def _log_to_stderr() -> None:
+    """Our INFO lines from the worker process (Ray forwards its stderr to the driver)."""
+    import sys
+
+    root = logging.getLogger("raymtl")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False  # Ray's own handlers would print each line again
 
 
 def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
     return net.module if hasattr(net, "module") else net
 
 
-def _report(metrics, nets, opts, state, best_weights, rank, test_scores=None) -> None:
+def _report(metrics, trial, nets, opts, state, best_weights, rank) -> None:
     import ray.train
 
     if rank != 0:
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        for t, arrays in (test_scores or {}).items():
-            np.savez(os.path.join(d, TEST_SCORES_FILE.format(task=t)), **arrays)
         torch.save(
             {
+                "trial": trial,  # which stage of the Train run this checkpoint belongs to
                 "nets": {t: _unwrap(n).state_dict() for t, n in nets.items()},
                 "opts": {t: o.state_dict() for t, o in opts.items()},
                 "state": copy.deepcopy(state),

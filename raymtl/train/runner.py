@@ -1,29 +1,22 @@
-"""Running one trial end to end on Ray: streams, TorchTrainer, selected models, test scores,
-result files. Used by `raymtl train` and, per member, by the ensemble grid."""
+"""Running trials end to end on Ray: the streams, one TorchTrainer run for a chain of trials
+(`raymtl.train.loop` trains, scores and records each), and their results. Used by `raymtl train`
+(one trial) and, per member, by the ensemble grid (its stages in one Train run)."""
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import logging
 import os
 import time
 from typing import Any
-
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 import raymtl
 from raymtl import schema, storage
 from raymtl.config import TASKS, Preset, get_preset
 from raymtl.errors import UserError
 from raymtl.train import trial as T
-from raymtl.train.evaluate import vote
 from raymtl.train.experiments import Experiment, get_experiment
-from raymtl.train.loop import CHECKPOINT_FILE, TEST_SCORES_FILE, LoopConfig, build_network, train_loop_per_worker
-from raymtl.train.scoring import scores_matrix, scores_table
+from raymtl.train.loop import LoopConfig, StageConfig, train_loop_per_worker
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +58,11 @@ def ensure_run_manifest(run: str, preset: Preset, features: str) -> dict:
     return manifest
 
 
-def stage1_models(run: str, spec: T.TrialSpec, exp: Experiment, stage1_from: str | None) -> dict[str, str | None]:
-    """Per target, the model file a fine-tune starts from; a clear error if there is none."""
+def stage1_models(
+    run: str, spec: T.TrialSpec, exp: Experiment, stage1_from: str | None, chained: tuple[str, ...] = ()
+) -> dict[str, str | None]:
+    """Per target, the model file a fine-tune starts from; a clear error if there is none.
+    `chained`: trials trained earlier in the same Train run, whose model files will be there."""
     if exp.init_from is None:
         return {t: None for t in exp.targets}
     if stage1_from:
@@ -79,7 +75,7 @@ def stage1_models(run: str, spec: T.TrialSpec, exp: Experiment, stage1_from: str
     for t in exp.targets:
         uri = T.model_file(run, source, exp.stage1_task(t))
         fs, path = storage.resolve(uri)
-        if not (T.is_finished(run, source) and storage.is_file(fs, path)):
+        if source.name not in chained and not (T.is_finished(run, source) and storage.is_file(fs, path)):
             raise UserError(
                 f"{spec.experiment} starts from the {exp.init_from} trial {source.name}, which is not finished in "
                 f"{run}: run `raymtl train --experiment {exp.init_from} --division {spec.division} --repeat "
@@ -90,33 +86,49 @@ def stage1_models(run: str, spec: T.TrialSpec, exp: Experiment, stage1_from: str
 
 
 # Streams smaller than this are read from Parquet once and kept in the object store; larger
-# ones stream from Parquet every epoch. Validation sets are always kept (read every epoch).
+# ones stream from Parquet every epoch (training) or at each read (testing). Validation sets are
+# always kept (read every epoch).
 MATERIALIZE_BELOW_BYTES = 512 * 2**20
 PATCH_BYTES = 128 * 128 * 4
 
 
-def _datasets(exp: Experiment, spec: T.TrialSpec, features: str, preset: Preset, seed: int, counter) -> dict:
+def _small(n_patches: int) -> bool:
+    return n_patches * PATCH_BYTES < MATERIALIZE_BELOW_BYTES
+
+
+def _train_stream(stage: StageConfig, features: str, counter):
     from raymtl.data import streams
 
-    cap = preset.train.max_train_patches
-    if exp.mixup:
+    spec, cap = stage.spec, stage.preset.train.max_train_patches
+    if stage.experiment.mixup:
         n = streams.expected_patches(features, "tut2017", spec.division, "train", spec.variant)
-        train = streams.mixup_stream(
-            features, spec.division, "train", spec.variant, seed, counter, max_patches=cap,
-            materialize_scenes=min(n, cap or n) * PATCH_BYTES < MATERIALIZE_BELOW_BYTES,
+        return streams.mixup_stream(
+            features, spec.division, "train", spec.variant, stage.seed, counter, max_patches=cap,
+            materialize_scenes=_small(min(n, cap or n)),
         )  # fmt: skip
-    else:
-        (target,) = exp.targets
-        n = streams.expected_patches(features, schema.TASK_DATASET[target], spec.division, "train", spec.variant)
-        train = streams.single_task_stream(features, target, spec.division, "train", spec.variant, max_patches=cap)
-        if min(n, cap or n) * PATCH_BYTES < MATERIALIZE_BELOW_BYTES:
-            train = train.materialize()
-    out = {"train": train}
-    for t in exp.targets:
+    (target,) = stage.targets
+    n = streams.expected_patches(features, schema.TASK_DATASET[target], spec.division, "train", spec.variant)
+    train = streams.single_task_stream(features, target, spec.division, "train", spec.variant, max_patches=cap)
+    return train.materialize() if _small(min(n, cap or n)) else train
+
+
+def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
+    """Every stream the Train run's stages read: one training stream per stage, and one
+    validation and one test set per task, shared by the stages (one member: one division and
+    variant)."""
+    from raymtl.data import streams
+
+    out = {stage.train_dataset: _train_stream(stage, features, counter) for stage in stages}
+    spec = stages[0].spec
+    for t in dict.fromkeys(t for stage in stages for t in stage.targets):
         val = streams.single_task_stream(features, t, spec.division, "validation", spec.variant, with_ids=True)
         out[f"val_{t}"] = val.materialize()
-        # Read once, after the last epoch, by the worker that scores them.
-        out[f"test_{t}"] = streams.test_patches(features, schema.TASK_DATASET[t], spec.division, spec.variant)
+        dataset = schema.TASK_DATASET[t]
+        test = streams.test_patches(features, dataset, spec.division, spec.variant)
+        # Read after each stage's last epoch by the worker that scores them: kept when small,
+        # as a member's stages score the same test set.
+        n = streams.expected_patches(features, dataset, spec.division, "test", spec.variant)
+        out[f"test_{t}"] = test.materialize() if _small(n) and len(stages) > 1 else test
     return out
 
 
@@ -131,6 +143,25 @@ def run_trial(
 
     A finished trial is not run again: its stored result comes back with `already_done: True`.
     """
+    return run_trials([spec], features, run, preset, options)[0]
+
+
+def run_trials(
+    specs: list[T.TrialSpec],
+    features: str,
+    run: str,
+    preset: Preset | str = "tiny",
+    options: TrialOptions = TrialOptions(),
+    name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train, select, score and record a chain of trials of one (division, repeat, variant) in
+    one Ray Train run named `name` (default: the only trial's name), in order; a fine-tune may
+    start from a trial earlier in the chain. Returns each trial's result.json content, with
+    `already_done: True` for those finished before (they are not run again).
+
+    The run name must not depend on which trials are left: a rerun after a crash resumes the
+    Train run of that name from its last checkpoint.
+    """
     import ray
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -139,56 +170,60 @@ def run_trial(
     from raymtl.data.mixup import EpochCounter
     from raymtl.ray_session import ensure_ray
 
+    if len({(s.division, s.repeat, s.variant) for s in specs}) != 1:
+        raise ValueError(f"one Train run trains trials of one division, repeat and variant, got {specs}")
+    if name is None:
+        if len(specs) != 1:
+            raise ValueError("a Train run of several trials needs a name")
+        name = specs[0].name
     preset = get_preset(preset) if isinstance(preset, str) else preset
     features, run = storage.absolute(features), storage.absolute(run)
     fs, run_path = storage.resolve(run)
-    tdir = T.trial_dir(run, spec)
-    if T.is_finished(run, spec):
-        result = storage.read_json(fs, storage.join(tdir, T.RESULT))
-        log.info("%s: already done (%s)", spec.name, _accuracy_text(result["test_accuracy"]))
-        return {**result, "already_done": True}
+    done = {}
+    for spec in specs:
+        if T.is_finished(run, spec):
+            done[spec.name] = {**_read_result(fs, run, spec), "already_done": True}
+            log.info("%s: already done (%s)", spec.name, _accuracy_text(done[spec.name]["test_accuracy"]))
+    todo = [s for s in specs if s.name not in done]
+    if not todo:
+        return [done[s.name] for s in specs]
 
-    exp = get_experiment(spec.experiment)
-    init = stage1_models(run, spec, exp, options.stage1_from)
+    inits = {}
+    for i, spec in enumerate(todo):
+        chained = tuple(s.name for s in todo[:i])
+        inits[spec.name] = stage1_models(run, spec, get_experiment(spec.experiment), options.stage1_from, chained)
     ensure_run_manifest(run, preset, features)
     ensure_ray()
-    t0 = time.perf_counter()
     # Class names in label order (read once); stored in each model file too, so that
     # `raymtl predict` needs no FEATURES folder.
     classes = streams.read_manifest(features)["classes"]
     class_names = {t: list(classes[schema.TASK_DATASET[t]]) for t in TASKS}
     n_classes = {t: len(names) for t, names in class_names.items()}
-    seed = spec.seed(preset.train.seed)
-    counter = EpochCounter.start() if exp.mixup else None
+    stages = [
+        StageConfig(spec=s, preset=preset, n_classes=n_classes, init=inits[s.name], train_dataset=f"train_{i}")
+        for i, s in enumerate(todo)
+    ]
+    counter = EpochCounter.start() if any(s.experiment.mixup for s in stages) else None
     use_gpu = options.use_gpu if options.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
-    loop_cfg = LoopConfig(
-        preset=preset,
-        model_kind=exp.model_kind,
-        targets=exp.targets,
-        n_classes=n_classes,
-        epochs={t: preset.train.epochs(exp.stage, t) for t in exp.targets},
-        mixup=exp.mixup,
-        seed=seed,
-        init=init,
-        freeze=exp.freeze,
-        epoch_counter=counter,
-    )
-    log.info(
-        "%s: training %s for %s epochs on %s", spec.name, exp.model_kind, loop_cfg.epochs, "GPU" if use_gpu else "CPU"
-    )
+    for s in stages:
+        log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs, "GPU" if use_gpu else "CPU")
+    t0 = time.perf_counter()
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={**dataclasses.asdict(loop_cfg), "preset": preset.to_dict(), "epoch_counter": counter},
+        train_loop_config={"loop": LoopConfig(run=run, stages=tuple(stages), class_names=class_names,
+                                              epoch_counter=counter)},  # fmt: skip
         scaling_config=ray.train.ScalingConfig(
             num_workers=1,
             use_gpu=use_gpu,
             resources_per_worker={"CPU": options.cpus_per_worker}
             | ({"GPU": options.gpus_per_worker} if use_gpu else {}),
         ),
-        datasets=_datasets(exp, spec, features, preset, seed, counter),
-        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+        datasets=_datasets(stages, features, counter),
+        # One worker: a split would be the whole dataset anyway, and each split stream costs a
+        # coordinator actor (seconds of start-up on a small machine).
+        dataset_config=ray.train.DataConfig(datasets_to_split=[]),
         run_config=ray.train.RunConfig(
-            name=spec.name,
+            name=name,
             storage_path=storage.join(run if "://" in run else run_path, "ray"),
             failure_config=ray.train.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
@@ -198,97 +233,18 @@ def run_trial(
     fit = trainer.fit()
     if fit.error is not None:
         raise fit.error
-    with fit.checkpoint.as_directory() as d:
-        import torch
+    for s in todo:
+        if not T.is_finished(run, s):
+            raise RuntimeError(f"the Train run {name} ended without recording {s.name}")
+        done[s.name] = {**_read_result(fs, run, s), "already_done": False}
+        log.info("%s: done (%s)", s.name, _accuracy_text(done[s.name]["test_accuracy"]))
+    log.info("%s: %d trial(s) trained in %.0f s", name, len(todo), time.perf_counter() - t0)
+    return [done[s.name] for s in specs]
 
-        saved = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=False)
-        test_scores = {}
-        for t in exp.targets:
-            with np.load(os.path.join(d, TEST_SCORES_FILE.format(task=t)), allow_pickle=True) as z:
-                test_scores[t] = {k: z[k] for k in z.files}
-    state, best_weights = saved["state"], saved["best_weights"]
 
-    fs.create_dir(tdir, recursive=True)
-    tables, accuracy, model_uris = [], {}, {}
-    for t in exp.targets:
-        model_uris[t] = _save_selected(run, spec, exp, loop_cfg, t, best_weights[t], state, class_names)
-        table = scores_table(spec.name, t, test_scores[t])
-        tables.append(table)
-        clips, labels = table.column(schema.CLIP).to_numpy(), table.column(schema.LABEL).to_numpy()
-        accuracy[t] = vote(clips, scores_matrix(table), labels).accuracy
-    _write_parquet(fs, storage.join(tdir, T.SCORES), pa.concat_tables(tables))
-    metrics_lines = "".join(json.dumps(m) + "\n" for m in state["history"])
-    storage.write_text(fs, storage.join(tdir, T.METRICS), metrics_lines)
-    result = {
-        "trial": spec.name,
-        "experiment": spec.experiment,
-        "division": spec.division,
-        "repeat": spec.repeat,
-        "variant": spec.variant,
-        "preset": preset.name,
-        "targets": list(exp.targets),
-        "test_accuracy": accuracy,
-        "best_epoch": state["best_epoch"],
-        "val_accuracy": state["best_acc"],
-        "epochs": loop_cfg.epochs,
-        "resumed_after_epoch": state.get("resumed_after_epoch", []),  # worker restarts from a checkpoint
-        "seed": seed,
-        "stage1": init,
-        "models": model_uris,
-        "n_classes": n_classes,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "device": "GPU" if use_gpu else "CPU",
-        "raymtl_version": raymtl.__version__,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    storage.write_json(fs, storage.join(tdir, T.RESULT), result, overwrite=False)  # last: marks it finished
-    log.info("%s: done in %.0f s (%s)", spec.name, result["seconds"], _accuracy_text(accuracy))
-    return {**result, "already_done": False}
+def _read_result(fs, run: str, spec: T.TrialSpec) -> dict[str, Any]:
+    return storage.read_json(fs, storage.join(T.trial_dir(run, spec), T.RESULT))
 
 
 def _accuracy_text(accuracy: dict[str, float]) -> str:
     return ", ".join(f"{t} test accuracy {a:.3f}" for t, a in accuracy.items())
-
-
-def _save_selected(
-    run, spec, exp, loop_cfg: LoopConfig, target: str, weights: dict, state: dict, class_names: dict | None = None
-) -> str:
-    from raymtl.models import save_model
-
-    net = build_network(dataclasses.replace(loop_cfg, init={}), target)
-    net.load_state_dict(weights)
-    buf = io.BytesIO()
-    save_model(
-        buf,
-        net,
-        kind=exp.model_kind,
-        task=target,
-        cfg=_model_cfg_for(loop_cfg, exp),
-        n_classes=loop_cfg.n_classes,
-        extra={
-            "trial": spec.name,
-            "experiment": spec.experiment,
-            "variant": spec.variant,
-            "best_epoch": int(state["best_epoch"][target]),
-            "val_accuracy": float(state["best_acc"][target]),
-            # {task: [class names]} in label order; checkpoints written before this lack it.
-            **({"class_names": class_names} if class_names is not None else {}),
-        },
-    )
-    uri = T.model_file(run, spec, target)
-    fs, path = storage.resolve(uri)
-    storage.write_bytes(fs, path, buf.getvalue())
-    return uri
-
-
-def _model_cfg_for(loop_cfg: LoopConfig, exp: Experiment):
-    cfg = loop_cfg.preset.model
-    if exp.model_kind == "fusion" and not exp.freeze:
-        cfg = dataclasses.replace(cfg, freeze_through=0)
-    return cfg
-
-
-def _write_parquet(fs, path: str, table: pa.Table) -> None:
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    storage.write_bytes(fs, path, buf.getvalue())

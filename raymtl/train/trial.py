@@ -2,7 +2,8 @@
 
     RUN/
       manifest.json                 the run's preset, code version, base seed (first writer wins)
-      ray/<trial>/                  Ray Train's storage: checkpoints, for resuming
+      ray/<trial>/                  Ray Train's storage of a `raymtl train` run: checkpoints, for resuming
+      ray/member-d<K>-r<R>-<variant>/   ... of an ensemble member's Train run (all its trials)
       trials/<trial>/
         result.json                 written last: its presence means the trial is finished
         scores.parquet              every test patch's scores, per task
@@ -16,6 +17,7 @@ random values, so a rerun finds the same folders and resumes.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from raymtl import storage
@@ -28,6 +30,7 @@ RESULT = "result.json"
 SCORES = "scores.parquet"
 METRICS = "metrics.jsonl"
 RUN_MANIFEST = "manifest.json"
+_NAME = re.compile(r"^(?P<experiment>[a-z0-9-]+)-d(?P<division>\d+)-r(?P<repeat>\d+)-(?P<variant>[a-z]+)$")
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,23 @@ class TrialSpec:
 
     def with_experiment(self, experiment: str) -> "TrialSpec":
         return TrialSpec(experiment, self.division, self.repeat, self.variant)
+
+
+def parse_trial_name(name: str) -> TrialSpec | None:
+    """The TrialSpec whose `name` this is, or None for any other name (another folder)."""
+    m = _NAME.match(name)
+    if not m:
+        return None
+    try:
+        return TrialSpec(m["experiment"], int(m["division"]), int(m["repeat"]), m["variant"])
+    except ConfigError:
+        return None
+
+
+def member_run_name(division: int, repeat: int, variant: str) -> str:
+    """The Train run that trains an ensemble member's trials (`raymtl ensemble`), by coordinates
+    only, so a rerun resumes it."""
+    return f"member-d{division}-r{repeat}-{variant}"
 
 
 def trial_dir(run: str, spec: TrialSpec) -> str:

@@ -1,10 +1,11 @@
 """Fault tolerance of the ensemble on the test session's local Ray instance.
 
 One member (division 1, repeat 1, triple, ASC) is trained by `raymtl ensemble` in a separate
-driver process. While its stage 1 runs, the Train worker process is killed (SIGKILL); Ray Train
-must restart it from its last checkpoint. While its fine-tune runs, the driver process itself is
-killed; rerunning the same command must skip stage 1 (already finished) and resume the fine-tune
-from its checkpoint. Everything observed is kept in one module fixture; each test checks one part.
+driver process: its stages (mtl-ic, then finetune-asc) are one Ray Train run. While its stage 1
+runs, the Train worker process is killed (SIGKILL); Ray Train must restart it from its last
+checkpoint. While its fine-tune runs, the driver process itself is killed; rerunning the same
+command must skip stage 1 (already finished) and resume the fine-tune from its checkpoint.
+Everything observed is kept in one module fixture; each test checks one part.
 """
 
 from __future__ import annotations
@@ -31,21 +32,23 @@ FAULT_PRESET = dataclasses.replace(
     ),
 )
 STAGE1, FINETUNE = "mtl-ic-d1-r1-triple", "finetune-asc-d1-r1-triple"
+MEMBER_RUN = "member-d1-r1-triple"  # the member's Train run: RUN/ray/<MEMBER_RUN>/
 TIMEOUT_S = 600
 
 
-def _checkpoints(run: Path, trial: str) -> list[Path]:
-    return sorted((run / "ray" / trial).glob("checkpoint_*"))
+def _snapshot(run: Path) -> dict:
+    """Ray Train's record of the member run's reports and kept checkpoints ({} before the first)."""
+    try:
+        return json.loads((run / "ray" / MEMBER_RUN / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _registered_checkpoint(run: Path, trial: str) -> bool:
     """Ray Train has registered a checkpoint of `trial` (a checkpoint folder alone is not enough:
     it appears while the upload is still going, before the controller knows of it)."""
-    snapshot = run / "ray" / trial / "checkpoint_manager_snapshot.json"
-    try:
-        return json.loads(snapshot.read_text()).get("latest_checkpoint_result") is not None
-    except (OSError, ValueError):
-        return False
+    latest = _snapshot(run).get("latest_checkpoint_result") or {}
+    return (latest.get("metrics") or {}).get("trial") == trial
 
 
 def _wait_for(what: str, condition, proc: subprocess.Popen, log: Path) -> None:
@@ -122,12 +125,14 @@ def faulted(ray_session, tiny_features, tmp_path_factory):
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
     seen["stage1_mtime"] = (run / "trials" / STAGE1 / "result.json").stat().st_mtime_ns
-    seen["stage1_checkpoints"] = _checkpoints(run, STAGE1)
+    seen["stage1_metrics"] = (run / "trials" / STAGE1 / "metrics.jsonl").read_text()
+    seen["reports_at_driver_kill"] = _snapshot(run)["current_report_index"]
     seen["first_log"] = log1.read_text()
 
     # 3. The same command again, to the end.
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=TIMEOUT_S)
     seen["rerun"] = rerun
+    seen["final_snapshot"] = _snapshot(run)
     return run, seen
 
 
@@ -151,10 +156,17 @@ def test_a_rerun_after_a_killed_driver_skips_finished_trials_and_resumes(faulted
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert not seen["finetune_finished_at_driver_kill"]
     assert "1 members in" in rerun.stdout and "0 already done, 1 trained now" in rerun.stdout
-    # Stage 1 was not trained again: same result file, no new checkpoint.
+    # Stage 1 was not trained again: the same files, and the rerun reported only the fine-tune's
+    # remaining epochs (one report per epoch).
     assert (run / "trials" / STAGE1 / "result.json").stat().st_mtime_ns == seen["stage1_mtime"]
-    assert _checkpoints(run, STAGE1) == seen["stage1_checkpoints"]
+    assert (run / "trials" / STAGE1 / "metrics.jsonl").read_text() == seen["stage1_metrics"]
     finetune = _result(run, FINETUNE)
     assert finetune["resumed_after_epoch"], "the fine-tune started again from scratch"
+    resumed_after = finetune["resumed_after_epoch"][-1]
+    epochs_left = finetune["epochs"]["asc"] - 1 - resumed_after
+    final = seen["final_snapshot"]
+    assert final["current_report_index"] - seen["reports_at_driver_kill"] == epochs_left
+    kept = [r["metrics"] for r in final["checkpoint_results"]]
+    assert kept and all(m["trial"] == FINETUNE for m in kept)
     assert finetune["stage1"]["asc"].endswith(f"trials/{STAGE1}/model-asc.pt")
     assert 0 <= finetune["test_accuracy"]["asc"] <= 1

@@ -129,10 +129,17 @@ def live_run(finished_run, tmp_path_factory) -> Path:
     }
     (run / "ensemble" / "plan.json").write_text(json.dumps(plan))
     ray = run / "ray"
-    for trial, epochs, age_s in (("mtl-ic-d2-r1-triple", 4, 5), ("mtl-ic-d1-r1-quadruple", 2, 7200)):
-        (ray / trial).mkdir(parents=True)
-        snap = ray / trial / "checkpoint_manager_snapshot.json"
-        snap.write_text(json.dumps(_snapshot([_epoch(e) for e in range(epochs)][-2:])))
+    # (Train run, trial, epochs reported, seconds since): the grid's member runs report each
+    # epoch with its trial; a `raymtl train` run is named after its one trial (d1 quadruple).
+    for train_run, trial, epochs, age_s in (
+        ("member-d1-r1-triple", "finetune-asc-d1-r1-triple", 4, 5),  # finished, the run moved on
+        ("member-d2-r1-triple", "mtl-ic-d2-r1-triple", 4, 5),
+        ("mtl-ic-d1-r1-quadruple", "mtl-ic-d1-r1-quadruple", 2, 7200),
+    ):
+        (ray / train_run).mkdir(parents=True)
+        snap = ray / train_run / "checkpoint_manager_snapshot.json"
+        tagged = {"trial": trial} if train_run != trial else {}
+        snap.write_text(json.dumps(_snapshot([{**tagged, **_epoch(e)} for e in range(epochs)][-2:])))
         then = time.time() - age_s
         os.utime(snap, (then, then))
     grid = ray / "grid"
@@ -141,7 +148,8 @@ def live_run(finished_run, tmp_path_factory) -> Path:
     lines = [
         {
             **_epoch(e),
-            "checkpoint_path": str(ray / "mtl-ic-d2-r1-triple" / f"checkpoint_{e}"),
+            "trial": "mtl-ic-d2-r1-triple",
+            "checkpoint_path": str(ray / "member-d2-r1-triple" / f"checkpoint_{e}"),
             "timestamp": int(time.time()),
             "config": {"member": {}},
         }

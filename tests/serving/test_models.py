@@ -8,28 +8,22 @@ from raymtl.config import get_preset
 from raymtl.data.classes import ESC50_CLASSES, TUT2017_SCENES
 from raymtl.models import load_model
 from raymtl.serving.models import load_models
-from raymtl.train import runner
 from raymtl.train import trial as T
-from raymtl.train.experiments import get_experiment
-from raymtl.train.loop import LoopConfig, build_network
+from raymtl.train.loop import StageConfig, build_network
+from raymtl.train.record import save_selected
 
 
 def test_a_trial_saves_its_class_names_in_the_model_file_and_predict_reads_them(tmp_path):
     preset = get_preset("tiny")
     spec = T.TrialSpec("mtl-ic", 1, 1, "triple")
-    exp = get_experiment("mtl-ic")
-    n_classes = {"asc": 15, "aec": 50}
-    cfg = LoopConfig(
-        preset=preset, model_kind="mtl-ic", targets=("asc", "aec"), n_classes=n_classes,
-        epochs={"asc": 1, "aec": 1}, mixup=True, seed=0, init={}, freeze=False,
-    )  # fmt: skip
+    stage = StageConfig(spec=spec, preset=preset, n_classes={"asc": 15, "aec": 50}, init={})
     names = {"asc": list(TUT2017_SCENES), "aec": list(ESC50_CLASSES)}
     state = {"best_epoch": {"asc": 1, "aec": 1}, "best_acc": {"asc": 0.5, "aec": 0.25}}
     run = tmp_path / "RUN"
     (run / "trials" / spec.name).mkdir(parents=True)
     for target in ("asc", "aec"):
-        weights = build_network(cfg, target).state_dict()
-        runner._save_selected(str(run), spec, exp, cfg, target, weights, state, names)
+        weights = build_network(stage, target).state_dict()
+        save_selected(str(run), stage, target, weights, state, names)
     _, meta = load_model(run / "trials" / spec.name / "model-asc.pt")
     assert meta["extra"]["class_names"] == names
     assert meta["extra"]["trial"] == spec.name and meta["extra"]["val_accuracy"] == 0.5
@@ -46,7 +40,7 @@ def test_a_trial_saves_its_class_names_in_the_model_file_and_predict_reads_them(
     assert models.scene_members[0].trial == spec.name
 
     # Without class names in the file (older checkpoints), the published lists are used.
-    runner._save_selected(str(run), spec, exp, cfg, "asc", build_network(cfg, "asc").state_dict(), state)
+    save_selected(str(run), stage, "asc", build_network(stage, "asc").state_dict(), state)
     _, meta = load_model(run / "trials" / spec.name / "model-asc.pt")
     assert "class_names" not in meta["extra"]
     models = load_models(str(run), "mtl")
