@@ -5,8 +5,10 @@ twice on the same local Ray instance, each time into a fresh RUN:
   - one after another: `raymtl ensemble --max-concurrent 1`;
   - in parallel: `--max-concurrent K` with `--cpus-per-trial` chosen so K members fit.
 Reports the speed-up (sequential / parallel wall time), the parallel efficiency (speed-up / K),
-and the grid's overhead per member in the sequential run: its wall time minus the time the
-members' own trials report (`result.json` "seconds"), over N.
+and the overhead per member in the sequential run: its wall time minus the time the members'
+trials report as their own (`result.json` "seconds": epochs and scoring in the Train worker),
+over N. That overhead is everything else a member costs: Tune's scheduling, the member's data
+preparation (event pool, materialized streams) and Ray Train's start-up, once per member.
 
 On a GPU machine pass `--gpus-per-trial` (e.g. 1, or 0.5 to pack two members on a GPU).
 """
@@ -90,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{int(total_cpus)} CPUs")  # fmt: skip
     print(f"  one after another: {seq_wall:.1f} s; {args.concurrent} at once: {par_wall:.1f} s")
     print(f"  speed-up {speedup:.2f}x, parallel efficiency {speedup / args.concurrent:.2f}")
-    print(f"  grid overhead per member (sequential wall - trials' own time): {(seq_wall - seq_own) / args.members:.1f} s")
+    print(f"  overhead per member (sequential wall - trials' own time in their Train workers): "
+          f"{(seq_wall - seq_own) / args.members:.1f} s")  # fmt: skip
 
 
 if __name__ == "__main__":

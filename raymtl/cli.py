@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--variants", default="triple,quadruple")
     e.add_argument("--tasks", default="asc,aec")
     e.add_argument("--gpus-per-trial", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
-    e.add_argument("--cpus-per-trial", type=float, default=1.0)
+    e.add_argument("--cpus-per-trial", type=float, default=None,
+                   help="per Train worker (default: 1; 0.5 on a CPU-only machine with fewer than 3 CPUs, "
+                        "so that two members train at once)")  # fmt: skip
     e.add_argument("--max-concurrent", type=int, default=None, help="members at once (default: what fits)")
     e.add_argument("--max-failures", type=int, default=2, help="worker restarts per stage")
 

@@ -17,11 +17,6 @@ log = logging.getLogger(__name__)
 
 DEMO_DIVISIONS = (1, 2)
 DEMO_VARIANTS = ("triple", "quadruple")
-# Two members at once on a 2-CPU laptop: half a CPU per Train worker leaves one CPU for the Ray
-# Data tasks that feed them. The training shares the cores either way; what overlaps is each
-# Train run's fixed cost (process start-up, scheduling, scoring). Four at once was slower: the
-# many Ray processes then thrash two cores.
-DEMO_CPUS_PER_TRIAL = 0.5
 
 
 @dataclass(frozen=True)
@@ -62,7 +57,8 @@ def run_demo(out: str | Path = "demo-out", size: str = "demo", seed: int = 0, pr
 
     plan = EnsemblePlan(divisions=list(DEMO_DIVISIONS), repeats=[1], variants=list(DEMO_VARIANTS), tasks=["asc", "aec"])
     log.info("step 3/4: training the ensemble (%d members per task) into %s", len(plan.divisions) * 2, run)
-    ens = run_ensemble(str(features), str(run), preset, plan, GridOptions(cpus_per_trial=DEMO_CPUS_PER_TRIAL))
+    # The grid's defaults: on a 2-CPU laptop, two members at once, half a CPU per Train worker.
+    ens = run_ensemble(str(features), str(run), preset, plan, GridOptions())
     log.info("%s", ens.summary())
     if ens.failed:
         from raymtl.errors import UserError

@@ -36,7 +36,7 @@ EPOCH_LOG_S = 30.0  # progress: at most one epoch line per running member this o
 @dataclass(frozen=True)
 class GridOptions:
     gpus_per_trial: float = 0.0  # per Train worker; 0 on CPU-only machines
-    cpus_per_trial: float = 1.0  # per Train worker
+    cpus_per_trial: float | None = None  # per Train worker; None: `_auto_cpus_per_trial`
     max_concurrent: int | None = None  # None: as many as the cluster's resources allow
     max_failures: int = 2  # Train worker restarts per stage
 
@@ -169,7 +169,11 @@ def run_ensemble(
         return EnsembleReport(run, len(members), done_before, 0, [], time.perf_counter() - t0)
 
     ensure_ray()
+    if options.cpus_per_trial is None:
+        options = dataclasses.replace(options, cpus_per_trial=_auto_cpus_per_trial(options))
     max_concurrent = options.max_concurrent or _default_concurrency(options)
+    log.info("ensemble: up to %d members at once, %g CPU%s per Train worker", max_concurrent,
+             options.cpus_per_trial, f" and {options.gpus_per_trial:g} GPU" if options.gpus_per_trial else "")  # fmt: skip
     fs, run_path = storage.resolve(run)
     tuner = tune.Tuner(
         # The member function only drives Train runs: it holds (almost) no CPU of its own, so the
@@ -200,6 +204,18 @@ def run_ensemble(
             log.error("member %s failed: %s", _member_name(r.config["member"]), r.error)
     trained = len(todo) - len(failed)
     return EnsembleReport(run, len(members), done_before, trained, failed, time.perf_counter() - t0)
+
+
+def _auto_cpus_per_trial(options: GridOptions) -> float:
+    """One CPU per Train worker, except on a CPU-only machine with fewer than 3 CPUs: there,
+    half a CPU each, so that two members train at once beside the CPU kept for Ray Data. A
+    member's training is compute-bound on one thread, so one member at a time would leave a
+    core mostly idle; two at once trained 1.65x the members per hour on 2 cores (tiny preset)."""
+    import ray
+
+    if options.gpus_per_trial > 0:
+        return 1.0
+    return 1.0 if ray.cluster_resources().get("CPU", 1) - 1 >= 2 else 0.5
 
 
 def _default_concurrency(options: GridOptions) -> int:

@@ -31,3 +31,16 @@ def test_small_ensemble_then_reduce(tiny_ensemble):
         assert all(0 <= a <= 1 for a in s["member_accuracy"]["per_member"].values())
     assert (run / "ensemble" / "predictions.parquet").is_file()
     assert "asc" in out and "ensemble" in out
+
+
+def test_a_two_cpu_machine_trains_two_members_at_once_by_default(ray_session):
+    """CPU-only, 2 CPUs (the test session's Ray): half a CPU per Train worker, two members at
+    once, one CPU left for the Ray Data tasks; GPU trials keep one CPU per worker."""
+    import dataclasses
+
+    from raymtl.ensemble.grid import GridOptions, _auto_cpus_per_trial, _default_concurrency
+
+    assert _auto_cpus_per_trial(GridOptions()) == 0.5
+    assert _default_concurrency(dataclasses.replace(GridOptions(), cpus_per_trial=0.5)) == 2
+    assert _default_concurrency(dataclasses.replace(GridOptions(), cpus_per_trial=1.0)) == 1
+    assert _auto_cpus_per_trial(GridOptions(gpus_per_trial=1.0)) == 1.0

@@ -205,3 +205,10 @@ def test_rays_own_progress_files_of_the_trained_run_are_understood(finished_run)
     progress = P.train_progress(fs, path, ["finetune-asc-d1-r1-triple"])["finetune-asc-d1-r1-triple"]
     lines = (finished_run / "trials" / "finetune-asc-d1-r1-triple" / "metrics.jsonl").read_text().splitlines()
     assert max(progress.epochs) == len(lines) - 1 and progress.updated is not None
+    # A member's Train run (all its stages) keeps the checkpoints of its last stage, each naming it.
+    assert (finished_run / "ray" / "member-d2-r1-quadruple").is_dir()
+    names = ["mtl-ic-d2-r1-quadruple", "finetune-aec-d2-r1-quadruple"]
+    progress = P.train_progress(fs, path, names)
+    assert set(progress) == {"finetune-aec-d2-r1-quadruple"}
+    lines = (finished_run / "trials" / names[1] / "metrics.jsonl").read_text().splitlines()
+    assert max(progress[names[1]].epochs) == len(lines) - 1 and progress[names[1]].updated is not None

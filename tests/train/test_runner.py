@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from raymtl.cli import main
+from raymtl.errors import UserError
 from raymtl.models import load_model
-from raymtl.train.trial import TrialSpec
+from raymtl.train.experiments import get_experiment
+from raymtl.train.runner import run_trials, stage1_models
+from raymtl.train.trial import TrialSpec, model_file
 
 from tests.conftest import MEMBER_ARGS as COMMON
 
@@ -106,3 +109,22 @@ def test_finetune_without_its_stage1_is_a_clear_error(tiny_features, tmp_path, c
     assert main(args + ["--out", str(tmp_path / "R"), "--from", str(tmp_path / "nope.pt")]) == 2
     assert "no such model file" in capsys.readouterr().err
     assert TrialSpec("finetune-aec", 1, 1, "triple").name == "finetune-aec-d1-r1-triple"
+
+
+def test_a_finetune_chained_after_its_stage1_in_one_train_run_needs_no_finished_stage1(tmp_path):
+    run, spec = str(tmp_path / "R"), TrialSpec("finetune-asc", 2, 1, "quadruple")
+    exp = get_experiment("finetune-asc")
+    with pytest.raises(UserError, match="mtl-ic-d2-r1-quadruple, which is not finished"):
+        stage1_models(run, spec, exp, None)
+    chained = stage1_models(run, spec, exp, None, chained=("mtl-ic-d2-r1-quadruple",))
+    assert chained == {"asc": model_file(run, spec.with_experiment("mtl-ic"), "asc")}
+
+
+def test_one_train_run_trains_the_trials_of_one_member(tmp_path):
+    features, run = str(tmp_path / "FEATURES"), str(tmp_path / "R")  # refused before either is read
+    mixed = [TrialSpec("mtl-ic", 1, 1, "triple"), TrialSpec("finetune-asc", 2, 1, "triple")]
+    with pytest.raises(ValueError, match="one division, repeat and variant"):
+        run_trials(mixed, features, run, "tiny", name="m")
+    chain = [TrialSpec("mtl-ic", 1, 1, "triple"), TrialSpec("finetune-asc", 1, 1, "triple")]
+    with pytest.raises(ValueError, match="needs a name"):
+        run_trials(chain, features, run, "tiny")
