@@ -40,7 +40,11 @@ def plain_epochs(feats, preset, epochs: int) -> list[float]:
 
     x, x_val = patches(keep), patches(val)
     y = torch.tensor(table.column("label").to_numpy()[keep]).long()
-    net = build_model("baseline", preset.model, {"asc": 15, "aec": 50}, task="asc")
+    # The same memory format (channels-last) and threads (one, as a 1-CPU Train worker gets) as
+    # the Train loop, so the ratio is Ray's alone.
+    torch.set_num_threads(1)
+    net = build_model("baseline", preset.model, {"asc": 15, "aec": 50}, task="asc").to(memory_format=torch.channels_last)
+    x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)  # (N, 1, 128, 128)
     opt = torch.optim.Adam(net.parameters(), lr=preset.train.lr)
     times = []
     for _ in range(epochs):
