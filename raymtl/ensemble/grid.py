@@ -119,11 +119,11 @@ class _Progress:
             def on_trial_result(self, iteration, trials, trial, result, **info):
                 # One line per member at most every EPOCH_LOG_S: where each running member is.
                 now = time.perf_counter()
-                if "stage" not in result or now - self.last_epoch_log.get(trial.trial_id, -1e9) < EPOCH_LOG_S:
+                if "trial" not in result or now - self.last_epoch_log.get(trial.trial_id, -1e9) < EPOCH_LOG_S:
                     return
                 self.last_epoch_log[trial.trial_id] = now
                 accs = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.items()) if k.startswith("val_acc_"))
-                log.info("  %s: %s epoch %s%s", _member_name(trial.config["member"]), result.get("trial", result["stage"]),
+                log.info("  %s: %s epoch %s%s", _member_name(trial.config["member"]), result["trial"],
                          result["epoch"], f" ({accs})" if accs else "")  # fmt: skip
 
             def on_trial_complete(self, iteration, trials, trial, **info):

@@ -190,7 +190,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
     train = stage.preset.train
 
     # Channels-last suits oneDNN's CPU convolutions as well as the GPU's tensor cores: the tiny
-    # networks train ~1.6x faster with it on one CPU thread (benchmarks/bench_train.py).
+    # networks train ~1.7x faster with it on one CPU thread (benchmarks/bench_step.py).
     nets = {t: ray.train.torch.prepare_model(build_network(stage, t, restore=resume is None)
                                              .to(memory_format=torch.channels_last))
             for t in stage.targets}  # fmt: skip
