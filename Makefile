@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEMO_OUT ?= demo-out
 
-.PHONY: install install-test test demo bench clean browser
+.PHONY: install install-test test test-quick demo bench clean browser
 
 install: $(STAMP)
 install-test: $(TEST_STAMP)
@@ -29,8 +29,13 @@ $(TEST_STAMP): $(STAMP)
 browser:
 	bash .ci/install-browser
 
+# Every tier (training, cluster, serve, browser); the 15 slowest tests are listed at the end.
 test: install-test browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+# The quick loop while working: everything but the tiers that train or start clusters.
+test-quick: install-test
+	$(PY) -m pytest -q -m "not training and not cluster and not serve and not browser"
 
 demo: install
 	$(VENV)/bin/raymtl demo --out $(DEMO_OUT)

@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--overwrite", action="store_true", help="replace a finished FEATURES folder")
     f.add_argument("--workers", type=int, default=None, help="featurizer processes (default: all CPUs)")
     t = sub.add_parser("train", help="one experiment on one division/repeat/variant, on Ray Train")
-    t.add_argument("--experiment", required=True, help="baseline-asc|baseline-aec|mtl|mtl-ic|finetune-asc|...")
+    t.add_argument(
+        "--experiment",
+        required=True,
+        help="baseline-asc|baseline-aec|mtl|mtl-ic|finetune-asc|...; several, comma-separated, train back "
+        "to back in one Train run (e.g. mtl-ic,finetune-asc,finetune-aec)",
+    )
     t.add_argument("--division", type=int, required=True, help="1..4")
     t.add_argument("--repeat", type=int, default=1)
     t.add_argument("--variant", default="triple", help="triple (left, right, sum) | quadruple (+ diff)")
@@ -126,19 +131,23 @@ def _featurize(args: argparse.Namespace) -> int:
 
 @command("train")
 def _train(args: argparse.Namespace) -> int:
-    from raymtl.train.runner import TrialOptions, run_trial
-    from raymtl.train.trial import TrialSpec
+    from raymtl.train.runner import TrialOptions, run_trials
+    from raymtl.train.trial import TrialSpec, chain_run_name
 
-    spec = TrialSpec(args.experiment, args.division, args.repeat, args.variant)
+    experiments = [e.strip() for e in args.experiment.split(",") if e.strip()]
+    if not experiments or len(set(experiments)) != len(experiments):
+        raise UserError(f"--experiment must name each experiment once, got {args.experiment!r}")
+    specs = [TrialSpec(e, args.division, args.repeat, args.variant) for e in experiments]
     options = TrialOptions(
         use_gpu={"auto": None, "yes": True, "no": False}[args.gpu],
         max_failures=args.max_failures,
         stage1_from=args.stage1_from,
     )
-    result = run_trial(spec, args.features, args.out, args.preset, options)
-    accuracy = ", ".join(f"{t}: {a:.3f}" for t, a in result["test_accuracy"].items())
-    state = "already done" if result["already_done"] else f"done in {result['seconds']:.0f} s"
-    print(f"{spec.name}: {state}; test recording accuracy {accuracy}")
+    results = run_trials(specs, args.features, args.out, args.preset, options, name=chain_run_name(specs))
+    for spec, result in zip(specs, results):
+        accuracy = ", ".join(f"{t}: {a:.3f}" for t, a in result["test_accuracy"].items())
+        state = "already done" if result["already_done"] else f"done in {result['seconds']:.0f} s"
+        print(f"{spec.name}: {state}; test recording accuracy {accuracy}")
     return 0
 
 

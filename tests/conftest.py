@@ -60,48 +60,81 @@ def require_shared(path: Path) -> Path:
 
 MEMBER_EXPERIMENTS = ("baseline-asc", "baseline-aec", "mtl-ic", "finetune-asc", "finetune-aec")
 MEMBER_ARGS = ["--division", "1", "--repeat", "1", "--variant", "triple", "--preset", "tiny"]
+# The marker of every test that trains networks on Ray Train, directly or through these
+# session fixtures (`pytest -m "not training"` is the quick tier).
+TRAINING_FIXTURES = {"tiny_run", "tiny_ensemble"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.training)
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_features, tmp_path_factory):
-    """A RUN holding one member (division 1, repeat 1, triple) trained with `raymtl train` on
-    the tiny preset, plus both baselines: (run folder, exit code per experiment). The ensemble
-    tests add members to this same RUN."""
+    """A RUN holding one member (division 1, repeat 1, triple) and both baselines, trained on the
+    tiny preset by one `raymtl train --experiment baseline-asc,...,finetune-aec`: one Ray Train
+    run for the five trials, so Train's start-up and the data preparation are paid once.
+    Returns (run folder, exit code per experiment): every experiment got the code of the one
+    command that trained it."""
     from raymtl.cli import main
 
     run = tmp_path_factory.mktemp("run") / "RUN"
-    codes = {}
-    for experiment in MEMBER_EXPERIMENTS:
-        codes[experiment] = main(
-            ["train", "--experiment", experiment, *MEMBER_ARGS, "--features", str(tiny_features), "--out", str(run)]
-        )
-    return run, codes
+    code = main(
+        ["train", "--experiment", ",".join(MEMBER_EXPERIMENTS), *MEMBER_ARGS,
+         "--features", str(tiny_features), "--out", str(run)]
+    )  # fmt: skip
+    return run, {experiment: code for experiment in MEMBER_EXPERIMENTS}
 
 
-ENSEMBLE_ARGS = ["--preset", "tiny", "--divisions", "1,2", "--repeats", "1", "--variants", "triple,quadruple"]
+ENSEMBLE_ARGS = ["--divisions", "1,2", "--repeats", "1", "--variants", "triple,quadruple"]
+
+
+def grid_preset():
+    """The ensemble tests' preset: tiny's network and fine-tune epochs, two stage-1 epochs on a
+    256-patch subset. The results, dashboard and predict tests read the ensemble's files, not
+    how well it learnt (tiny_run checks that), so its members train in seconds."""
+    import dataclasses
+
+    from raymtl.config import PRESETS
+
+    tiny = PRESETS["tiny"]
+    train = dataclasses.replace(tiny.train, epochs_train_asc=2, epochs_train_aec=2, max_train_patches=256)
+    return dataclasses.replace(tiny, name="tiny-grid", train=train)
 
 
 @pytest.fixture(scope="session")
-def tiny_ensemble(request):
-    """The issue's must-show ensemble on the tiny RUN (divisions 1,2 x triple,quadruple, repeat
-    1, both tasks), then `raymtl reduce`: (run folder, ensemble exit code, its stdout, reduce
-    exit code, mtime of the member trial trained before by `raymtl train`). Results, dashboard and predict tests read this finished RUN.
+def tiny_ensemble(tiny_features, tmp_path_factory):
+    """The issue's must-show ensemble (divisions 1,2 x triple,quadruple, repeat 1, both tasks) on
+    the `grid_preset`, then `raymtl reduce`, in a RUN of its own. Its member d1-r1-triple is first
+    trained by `raymtl train --experiment mtl-ic,finetune-asc,finetune-aec`, so the ensemble
+    finds one member done. Returns (run folder, ensemble exit code, its stdout, reduce exit
+    code, mtime of that member's mtl-ic result.json before the ensemble). Results, dashboard and
+    predict tests read this finished RUN.
 
     For working on those tests only: RAYMTL_TEST_ENSEMBLE=/path/to/a/finished/RUN skips the
     training (CI never sets it)."""
     import contextlib
     import io
+    import json
 
     from raymtl.cli import main
 
     given = os.environ.get("RAYMTL_TEST_ENSEMBLE")
     if given:
         return Path(given), 0, "(given by RAYMTL_TEST_ENSEMBLE)", 0, None
-    run, _ = request.getfixturevalue("tiny_run")
-    tiny_features = request.getfixturevalue("tiny_features")
+    root = tmp_path_factory.mktemp("ensemble")
+    preset = root / "tiny-grid.json"
+    preset.write_text(json.dumps(grid_preset().to_dict()))
+    run = root / "RUN"
+    common = ["--features", str(tiny_features), "--out", str(run), "--preset", str(preset)]
+    member = ["--division", "1", "--repeat", "1", "--variant", "triple"]
+    if main(["train", "--experiment", "mtl-ic,finetune-asc,finetune-aec", *member, *common]) != 0:
+        pytest.fail("training the ensemble's first member with `raymtl train` failed")
     before = (run / "trials" / "mtl-ic-d1-r1-triple" / "result.json").stat().st_mtime_ns
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(["ensemble", "--features", str(tiny_features), "--out", str(run), *ENSEMBLE_ARGS, "--tasks", "asc,aec"])
+        code = main(["ensemble", *common, *ENSEMBLE_ARGS, "--tasks", "asc,aec"])
         reduce_code = main(["reduce", str(run)]) if code == 0 else None
     return run, code, out.getvalue(), reduce_code, before

@@ -1,17 +1,11 @@
-"""A trial: one experiment on one (division, repeat, variant), and where its files live.
-
-    RUN/
-      manifest.json                 the run's preset, code version, base seed (first writer wins)
-      ray/<trial>/                  Ray Train's storage of a `raymtl train` run: checkpoints, for resuming
-      ray/member-d<K>-r<R>-<variant>/   ... of an ensemble member's Train run (all its trials)
-      trials/<trial>/
-        result.json                 written last: its presence means the trial is finished
-        scores.parquet              every test patch's scores, per task
-        metrics.jsonl               one line of metrics per epoch
-        model-<task>.pt             the selected network per target task (raymtl.models.checkpoint)
+"""A trial: one experiment on one (division, repeat, variant), its name, and the names of the
+Ray Train runs that train it. Where its files live is `raymtl.run.layout`'s; the helpers here
+take a RUN URI and call it.
 
 Trial names come only from (experiment, division, repeat, variant), never from timestamps or
-random values, so a rerun finds the same folders and resumes.
+random values, so a rerun finds the same folders and resumes. A `raymtl train` run is named
+after its trial, an ensemble member's after the member (`member-d<K>-r<R>-<variant>`), and a
+chain given to `raymtl train --experiment a,b` after its experiments (`a+b-d<K>-r<R>-<variant>`).
 """
 
 from __future__ import annotations
@@ -24,12 +18,10 @@ from raymtl import storage
 from raymtl.config import VARIANTS
 from raymtl.data.splits import check_division
 from raymtl.errors import ConfigError
+from raymtl.run import layout
 from raymtl.train.experiments import get_experiment
 
-RESULT = "result.json"
-SCORES = "scores.parquet"
-METRICS = "metrics.jsonl"
-RUN_MANIFEST = "manifest.json"
+RESULT, SCORES, METRICS, RUN_MANIFEST = layout.RESULT, layout.SCORES, layout.METRICS, layout.MANIFEST
 _NAME = re.compile(r"^(?P<experiment>[a-z0-9-]+)-d(?P<division>\d+)-r(?P<repeat>\d+)-(?P<variant>[a-z]+)$")
 
 
@@ -78,15 +70,30 @@ def member_run_name(division: int, repeat: int, variant: str) -> str:
     return f"member-d{division}-r{repeat}-{variant}"
 
 
+def chain_run_name(specs: list[TrialSpec]) -> str:
+    """The Train run that trains `specs` back to back (`raymtl train --experiment a,b,...`): the
+    trial's own name for one trial, the member's run name for a member's stages (so the ensemble
+    resumes it), else the experiments joined by '+' at the chain's coordinates. Made only from
+    what was asked, never from what is left, so a rerun resumes the same Train run."""
+    first = specs[0]
+    if len(specs) == 1:
+        return first.name
+    experiments = [s.experiment for s in specs]
+    if experiments[0] == "mtl-ic" and set(experiments[1:]) <= {"finetune-asc", "finetune-aec"}:
+        return member_run_name(first.division, first.repeat, first.variant)
+    return f"{'+'.join(experiments)}-d{first.division}-r{first.repeat}-{first.variant}"
+
+
 def trial_dir(run: str, spec: TrialSpec) -> str:
     _, path = storage.resolve(run)
-    return storage.join(path, "trials", spec.name)
+    return layout.trial_dir(path, spec.name)
 
 
 def model_file(run: str, spec: TrialSpec, task: str) -> str:
-    return storage.join(trial_dir(run, spec), f"model-{task}.pt")
+    _, path = storage.resolve(run)
+    return layout.model(path, spec.name, task)
 
 
 def is_finished(run: str, spec: TrialSpec) -> bool:
-    fs, _ = storage.resolve(run)
-    return storage.is_file(fs, storage.join(trial_dir(run, spec), RESULT))
+    fs, path = storage.resolve(run)
+    return storage.is_file(fs, layout.result(path, spec.name))

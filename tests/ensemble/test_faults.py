@@ -23,6 +23,8 @@ import pytest
 
 from raymtl.config import PRESETS
 
+pytestmark = pytest.mark.training
+
 # tiny, with epochs long enough to kill mid-run and few enough to keep the test short.
 FAULT_PRESET = dataclasses.replace(
     PRESETS["tiny"],

@@ -8,9 +8,9 @@ import pytest
 
 
 def test_small_ensemble_then_reduce(tiny_ensemble):
-    """`raymtl ensemble --preset tiny --divisions 1,2 --repeats 1 --variants triple,quadruple
-    --tasks asc,aec` then `raymtl reduce`: 4 members per task, accuracies in [0, 1]. The member
-    d1-r1-triple was already trained by `raymtl train` in this RUN and is not trained again."""
+    """`raymtl ensemble --divisions 1,2 --repeats 1 --variants triple,quadruple --tasks asc,aec`
+    (the tests' grid preset) then `raymtl reduce`: 4 members per task, accuracies in [0, 1]. The
+    member d1-r1-triple was already trained by `raymtl train` in this RUN and is not trained again."""
     run, code, out, reduce_code, before = tiny_ensemble
     if before is None:
         pytest.fail("RAYMTL_TEST_ENSEMBLE is set: this test checks the training itself")

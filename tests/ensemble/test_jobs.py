@@ -17,6 +17,8 @@ import pytest
 
 from raymtl.config import PRESETS
 
+pytestmark = pytest.mark.training
+
 REPO = Path(__file__).resolve().parents[2]
 # The smallest run that still goes through both stages: one epoch each, few patches.
 JOB_PRESET = dataclasses.replace(

@@ -23,6 +23,8 @@ from raymtl.dashboard.app import create_app
 from tests.results.conftest import EVIL_EVENT, EVIL_RUN_NAME, EVIL_SCENE
 from tests.results.servers import cli_server, thread_server
 
+pytestmark = pytest.mark.browser
+
 ARTIFACTS = Path(os.environ.get("RAYMTL_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "artifacts"))
 
 

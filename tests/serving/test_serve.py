@@ -16,6 +16,8 @@ from raymtl.serving.models import load_models
 from raymtl.serving.predict import Predictor
 from tests.serving.conftest import TUT_A, TUT_B, assert_same_answer, read, write
 
+pytestmark = pytest.mark.serve
+
 LIMIT_BYTES = 3_000_000  # a 10 s 16-bit stereo WAV (1.76 MB) fits, 3 MB + 1 byte does not
 LIMIT_S = 30.0
 
