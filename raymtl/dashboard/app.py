@@ -235,6 +235,6 @@ def create_app(runs: Sequence[str], *, refresh_s: float = 5.0, loopback: bool = 
 
     @app.get("/api/schema")
     def schema() -> Response:
-        return _json({name: {"rows": what, "columns": cols} for name, (what, cols) in TABLES.items()})
+        return _json({name: {"rows": t.rows, "columns": t.docs} for name, t in TABLES.items()})
 
     return app

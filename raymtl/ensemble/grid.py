@@ -24,6 +24,8 @@ from typing import Any
 from raymtl import storage
 from raymtl.config import Preset, get_preset
 from raymtl.ensemble.plan import EnsemblePlan, member_experiment, write_plan
+from raymtl.run import layout
+from raymtl.run.progress import DONE, FAILED, QUEUED, RUNNING, Placement, write_member
 from raymtl.train import trial as T
 from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trials
 
@@ -63,7 +65,15 @@ def run_member(config: dict[str, Any]) -> dict[str, Any]:
     )
     specs = member_trials(m["division"], m["repeat"], m["variant"], config["tasks"])
     name = T.member_run_name(m["division"], m["repeat"], m["variant"])
-    results = run_trials(specs, config["features"], config["run"], Preset.from_dict(config["preset"]), options, name)
+    coords = (config["run"], m["division"], m["repeat"], m["variant"])
+    preset = Preset.from_dict(config["preset"])
+    write_member(*coords, RUNNING, placement=Placement.here())
+    try:
+        results = run_trials(specs, config["features"], config["run"], preset, options, name)
+    except BaseException as e:
+        write_member(*coords, FAILED, error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+        raise
+    write_member(*coords, DONE)
     final = {f"{r['experiment']}/{t}": a for r in results for t, a in r["test_accuracy"].items()}
     tune.report({"member_done": 1, **final})
     return final
@@ -168,6 +178,8 @@ def run_ensemble(
     if not todo:
         return EnsembleReport(run, len(members), done_before, 0, [], time.perf_counter() - t0)
 
+    for m in todo:  # our own record of the queue (raymtl.run.progress), until Tune starts each
+        write_member(run, m["division"], m["repeat"], m["variant"], QUEUED)
     ensure_ray()
     if options.cpus_per_trial is None:
         options = dataclasses.replace(options, cpus_per_trial=_auto_cpus_per_trial(options))
@@ -191,7 +203,7 @@ def run_ensemble(
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(
             name="grid",
-            storage_path=storage.join(run if "://" in run else run_path, "ray"),
+            storage_path=layout.ray_storage(run, run_path),
             failure_config=tune.FailureConfig(max_failures=1),
             callbacks=[_Progress(len(members), done_before)],
             verbose=0,

@@ -21,12 +21,12 @@ from raymtl import storage
 from raymtl.config import TASKS, VARIANTS
 from raymtl.data.splits import DIVISIONS
 from raymtl.errors import ConfigError, InputFileError, OutputExistsError
+from raymtl.run import layout
 from raymtl.train.trial import TrialSpec
 
 log = logging.getLogger(__name__)
 
-ENSEMBLE_DIR = "ensemble"  # RUN/ensemble/: the plan and the reduce outputs
-PLAN_FILE = "plan.json"
+ENSEMBLE_DIR, PLAN_FILE = layout.ENSEMBLE_DIR, layout.PLAN  # RUN/ensemble/plan.json
 PLAN_KEYS = ("divisions", "repeats", "variants", "tasks")
 PRESET_KEY = "preset"  # recorded beside the matrix by `raymtl ensemble`; not part of the matrix
 
@@ -128,7 +128,7 @@ PAPER_PLAN = EnsemblePlan(divisions=DIVISIONS, repeats=(1, 2, 3), variants=VARIA
 
 def plan_path(run: str) -> str:
     _, path = storage.resolve(run)
-    return storage.join(path, ENSEMBLE_DIR, PLAN_FILE)
+    return layout.plan(path)
 
 
 def read_plan(run: str) -> EnsemblePlan:

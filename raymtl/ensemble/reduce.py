@@ -35,16 +35,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from raymtl import schema, storage
-from raymtl.ensemble.plan import ENSEMBLE_DIR, EnsemblePlan, read_plan
+from raymtl.ensemble.plan import EnsemblePlan, read_plan
+from raymtl.ensemble.table1 import table1
 from raymtl.errors import InputFileError, UserError
+from raymtl.run import layout
 from raymtl.train import trial as T
 from raymtl.train.evaluate import RecordingVotes, vote
 from raymtl.train.scoring import SCORES, TASK, scores_matrix
 
 log = logging.getLogger(__name__)
 
-SUMMARY_FILE = "summary.json"
-PREDICTIONS_FILE = "predictions.parquet"
+SUMMARY_FILE, PREDICTIONS_FILE = layout.SUMMARY, layout.PREDICTIONS  # under RUN/ensemble/
 
 # A test patch, and a recording, are identified by these columns of the scores table.
 PATCH_KEY = (schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX)
@@ -66,17 +67,20 @@ CORRECT = "correct"
 N_MEMBERS = "n_members"  # per recording: members that scored any of its patches; per task: members fused
 VOTES = "votes"  # list<int32> (P,): patch votes per class (argmax of the fused patch scores)
 SUMMED_SCORES = "summed_scores"  # list<float64> (P,): fused scores summed over the recording's patches
-PREDICTION_COLUMNS = (
-    TASK,
-    schema.DATASET,
-    schema.CLIP,
-    schema.LABEL,
-    PREDICTION,
-    CORRECT,
-    N_MEMBERS,
-    VOTES,
-    SUMMED_SCORES,
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        (TASK, pa.string()),
+        (schema.DATASET, pa.string()),
+        (schema.CLIP, pa.string()),
+        (schema.LABEL, pa.int32()),
+        (PREDICTION, pa.int32()),
+        (CORRECT, pa.bool_()),
+        (N_MEMBERS, pa.int32()),
+        (VOTES, pa.list_(pa.int32())),
+        (SUMMED_SCORES, pa.list_(pa.float64())),
+    ]
 )
+PREDICTION_COLUMNS = tuple(PREDICTIONS_SCHEMA.names)
 
 # summary.json: top level, then per task (under "tasks").
 PLAN = "plan"
@@ -185,11 +189,10 @@ def reduce_run(run: str, *, allow_partial: bool = False, plan: EnsemblePlan | No
         COMBINATION_CAP_KEY: COMBINATION_CAP,
         TASKS_KEY: tasks,
     }
-    out = storage.join(run_path, ENSEMBLE_DIR)
     buf = io.BytesIO()
     pq.write_table(pa.concat_tables(predictions), buf)
-    storage.write_bytes(fs, storage.join(out, PREDICTIONS_FILE), buf.getvalue())
-    storage.write_json(fs, storage.join(out, SUMMARY_FILE), summary)
+    storage.write_bytes(fs, layout.predictions(run_path), buf.getvalue())
+    storage.write_json(fs, layout.summary(run_path), summary)
     log.info("reduce of %s done in %.1f s", run, time.perf_counter() - t0)
     return summary
 
@@ -206,17 +209,16 @@ def _read_scores(fs, path: str, task: str, columns: Sequence[str]) -> pa.Table:
 
 def _scan(run: str, plan: EnsemblePlan, task: str) -> _TaskScores:
     """First pass: which members are there, and the union of the test patches they scored."""
-    fs, _ = storage.resolve(run)
+    fs, run_path = storage.resolve(run)
     scan = _TaskScores(task=task, groups=plan.groups())
     keys = None
     for spec in plan.members(task):
-        tdir = T.trial_dir(run, spec)
-        if not storage.is_file(fs, storage.join(tdir, T.RESULT)):
+        if not storage.is_file(fs, layout.result(run_path, spec.name)):
             scan.missing[spec.name] = "not finished"
             continue
-        path = storage.join(tdir, T.SCORES)
+        path = layout.scores(run_path, spec.name)
         if not storage.is_file(fs, path):
-            scan.missing[spec.name] = f"no {T.SCORES}"
+            scan.missing[spec.name] = f"no {layout.SCORES}"
             continue
         member_keys = _read_scores(fs, path, task, PATCH_KEY)
         if member_keys.num_rows == 0:
@@ -242,14 +244,14 @@ def _scan(run: str, plan: EnsemblePlan, task: str) -> _TaskScores:
 
 def _accumulate(run: str, scan: _TaskScores) -> None:
     """Second pass: add every member's scores into its group's sums, aligned on the patch keys."""
-    fs, _ = storage.resolve(run)
+    fs, run_path = storage.resolve(run)
     n_patches, n_groups = scan.keys.num_rows, len(scan.groups)
     scan.labels = np.full(n_patches, -1, dtype=np.int64)
     scan.group_count = np.zeros((n_groups, n_patches), dtype=np.int32)
     scan.rec_members = np.zeros(len(scan.rec_clip), dtype=np.int32)
     index_keys = scan.keys.select([*PATCH_KEY, _INDEX])
     for i, spec in enumerate(scan.present, 1):
-        path = storage.join(T.trial_dir(run, spec), T.SCORES)
+        path = layout.scores(run_path, spec.name)
         table = _read_scores(fs, path, scan.task, [*PATCH_KEY, schema.LABEL, SCORES])
         n = table.num_rows
         member_keys = table.select(list(PATCH_KEY)).cast(_KEY_SCHEMA)
@@ -333,25 +335,17 @@ def _stats(values: Sequence[float | None]) -> dict[str, float | int | None]:
 
 
 def _table1(scan: _TaskScores, plan: EnsemblePlan) -> dict[str, Any]:
-    """Paper Table I: mean ± std over repeats of the mean over divisions, per variant and over
-    both variants together (then the per-repeat mean runs over divisions and variants)."""
-    out = {}
-    for name, variants in [*((v, (v,)) for v in plan.variants), ("all", plan.variants)]:
-        per_repeat = {}
-        for r in plan.repeats:
-            accs = [
-                scan.member_accuracy[s.name] for s in scan.present if s.repeat == r and s.variant in variants
-            ]
-            if accs:
-                per_repeat[str(r)] = float(np.mean(accs))
-        stats = _stats(list(per_repeat.values()))
-        out[name] = {
-            "mean": stats["mean"],
-            "std": stats["std"],
-            "n_repeats": stats["n"],
-            "per_repeat": per_repeat,
+    """Paper Table I for the members (raymtl.ensemble.table1), per variant and "all"."""
+    accuracies = [(s.repeat, s.variant, scan.member_accuracy[s.name]) for s in scan.present]
+    return {
+        name: {
+            "mean": cell.mean,
+            "std": cell.std,
+            "n_repeats": cell.n_repeats,
+            "per_repeat": {str(r): acc for r, acc in cell.per_repeat.items()},
         }
-    return out
+        for name, cell in table1(accuracies, plan.variants).items()
+    }
 
 
 def _eight_member(scan: _TaskScores, plan: EnsemblePlan) -> dict[str, Any]:
@@ -458,5 +452,6 @@ def _predictions_table(scan: _TaskScores, votes: RecordingVotes) -> pa.Table:
             N_MEMBERS: pa.array(scan.rec_members[rec], pa.int32()),
             VOTES: _list_column(votes.votes, pa.int32()),
             SUMMED_SCORES: _list_column(votes.summed_scores, pa.float64()),
-        }
+        },
+        schema=PREDICTIONS_SCHEMA,
     )

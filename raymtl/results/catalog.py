@@ -1,332 +1,257 @@
-"""The results store's catalogue: every table's rows and columns (documented here and in
-README.md), their Arrow types, and the SQL views built on them (Table I and II, per-class
-accuracy, confusion counts)."""
+"""The results store's catalogue, defined once: every table's rows and columns (name, Arrow type,
+meaning), from which the store's schemas, its row checks, `raymtl results --schema`, the
+dashboard's /api/schema and docs/results.md are all derived; and the SQL of its views.
+
+Three kinds of table: `built` in memory from each RUN's files (raymtl.results.store), `parquet`
+scanned in place from the files training and reduce write (their schemas live beside their
+writers: raymtl.train.scoring, raymtl.ensemble.reduce), and `view`s in SQL over the others.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Iterable
+
 import pyarrow as pa
 
-# name -> (what a row is, {column: meaning}); README.md documents the same.
-# The columns that name a trial, first in every per-trial table.
-_TRIAL_COORDS_DOC = {"run": "", "trial": "", "experiment": "", "division": "", "repeat": "", "variant": ""}
+from raymtl.ensemble.reduce import PREDICTIONS_SCHEMA
+from raymtl.train.scoring import SCORES_SCHEMA
 
-TABLES: dict[str, tuple[str, dict[str, str]]] = {
-    "runs": (
-        "one row per RUN given",
-        {
-            "run": "name (folder base name; `-N` appended on a clash)",
-            "run_index": "position on the command line (0-based)",
-            "uri": "the RUN as given",
-            "preset": "preset name",
-            "created": "RUN/manifest.json creation time",
-            "features": "FEATURES folder the run was trained on",
-            "plan_source": "plan.json or 'paper default'",
-            "divisions": "planned divisions",
-            "repeats": "planned repeats",
-            "variants": "planned variants",
-            "tasks": "planned tasks",
-            "n_trials": "trial folders present",
-            "reduced": "RUN/ensemble/summary.json exists",
-            "reduced_at": "its creation time",
-        },
-    ),
-    "trials": (
-        "one row per trial folder or planned member trial",
-        {
-            "run": "",
-            "trial": "<experiment>-d<K>-r<R>-<variant>",
-            "experiment": "",
-            "division": "",
-            "repeat": "",
-            "variant": "",
-            "state": "done | running | failed | missing",
-            "reason": "why (for running: the epoch)",
-            "planned": "part of the ensemble plan",
-            "targets": "tasks it trains (comma-separated)",
-            "epochs_done": "epochs reported",
-            "epochs_planned": "epochs the preset asks for (the larger task's)",
-            "seconds": "training time (done)",
-            "finished": "when result.json was written",
-            "updated": "last sign of life",
-            "device": "CPU or GPU",
-            "restarts": "worker restarts from a checkpoint",
-            "seed": "the trial's seed",
-        },
-    ),
-    "members": (
-        "one row per planned ensemble member and task: the (mtl-ic, finetune-<task>) pair",
-        {
-            "run": "",
-            "task": "asc | aec",
-            "trial": "the finetune-<task> trial",
-            "division": "",
-            "repeat": "",
-            "variant": "",
-            "state": "done | running | failed | missing",
-            "reason": "why",
-            "stage": "experiment it is at",
-            "epoch": "epochs done in that stage",
-            "epochs": "epochs planned there",
-            "test_accuracy": "per-recording test accuracy (done)",
-            "val_accuracy": "best validation accuracy",
-            "best_epoch": "selected epoch",
-            "seconds": "training time of its finished stages (mtl-ic + finetune)",
-            "finished": "when finetune-<task> finished",
-            "updated": "last sign of life",
-        },
-    ),
-    "results": (
-        "one row per finished trial and task it reports",
-        {
-            **_TRIAL_COORDS_DOC,
-            "task": "",
-            "test_accuracy": "per-recording test accuracy",
-            "val_accuracy": "best validation recording accuracy",
-            "best_epoch": "the epoch kept",
-            "epochs": "epochs trained",
-            "seconds": "trial time",
-        },
-    ),
-    "metrics": (
-        "one row per trial, task and epoch",
-        {
-            **_TRIAL_COORDS_DOC,
-            "task": "",
-            "epoch": "0-based",
-            "loss": "training loss",
-            "train_acc": "training patch accuracy",
-            "val_acc": "validation recording accuracy",
-            "patches_per_s": "training speed",
-            "seconds": "epoch time",
-            "live": "from Ray's progress of an unfinished trial (else metrics.jsonl)",
-        },
-    ),
-    "ensemble": (
-        "one row per reduced run and task (RUN/ensemble/summary.json)",
-        {
-            "run": "",
-            "task": "",
-            "ensemble_accuracy": "all members fused",
-            "n_members": "members fused",
-            "n_planned": "members planned",
-            "n_recordings": "test recordings",
-            "n_classes": "",
-            "member_mean": "single members' mean accuracy",
-            "member_std": "their population std",
-            "eight_member_mean": "mean of the 8-member ensembles (paper §III-F)",
-            "n_eight_member": "how many",
-            "missing": "members left out (comma-separated)",
-            "created": "when reduce ran",
-        },
-    ),
-    "ensemble_size": (
-        "one row per run, task and ensemble size (groups of one model per division)",
-        {
-            "run": "",
-            "task": "",
-            "groups": "(repeat, variant) groups",
-            "members": "models",
-            "combinations": "subsets evaluated",
-            "total_combinations": "subsets possible",
-            "mean": "mean accuracy",
-            "min": "",
-            "max": "",
-        },
-    ),
-    "eight_member": (
-        "one row per 8-member ensemble (one triple and one quadruple repeat)",
-        {
-            "run": "",
-            "task": "",
-            "triple_repeat": "",
-            "quadruple_repeat": "",
-            "members": "models present",
-            "accuracy": "",
-        },
-    ),
-    "classes": (
-        "one row per run, task and class",
-        {
-            "run": "",
-            "task": "",
-            "label": "class index",
-            "class_name": "from FEATURES/manifest.json",
-        },
-    ),
-    "predictions": (
-        "one row per run, task and test recording (RUN/ensemble/predictions.parquet)",
-        {
-            "run": "",
-            "task": "",
-            "dataset": "",
-            "clip": "",
-            "label": "true class",
-            "prediction": "ensemble vote",
-            "correct": "",
-            "n_members": "members that scored it",
-            "votes": "patch votes per class",
-            "summed_scores": "fused scores summed over its patches",
-        },
-    ),
-    "scores": (
-        "one row per finished trial, task and test patch (each trial's scores.parquet)",
-        {
-            "run": "",
-            "trial": "",
-            "task": "",
-            "dataset": "",
-            "clip": "",
-            "image": "channel image",
-            "patch_index": "",
-            "label": "",
-            "scores": "softmax over the task's classes",
-        },
-    ),
-    "table1": (
-        "the run's paper Table I: per run, task, experiment and variant (triple, quadruple, all)",
-        {
-            "run": "",
-            "task": "",
-            "experiment": "",
-            "variant": "triple | quadruple | all (both)",
-            "mean": "mean over repeats of the mean over divisions",
-            "std": "population std over repeats",
-            "n_repeats": "",
-            "n_trials": "trials averaged",
-            "label": "the paper's row name",
-            "paper_mean": "the paper's figure",
-            "paper_std": "",
-        },
-    ),
-    "table2": (
-        "the run's paper Table II: per run and task",
-        {
-            "run": "",
-            "task": "",
-            "ensemble_accuracy": "",
-            "n_members": "",
-            "eight_member_mean": "",
-            "member_mean": "",
-            "member_std": "",
-            "paper_ensemble": "the paper's (24 members)",
-            "paper_eight_member_mean": "the paper's (ASC only)",
-        },
-    ),
-    "per_class": (
-        "ensemble accuracy per run, task and class (from predictions)",
-        {
-            "run": "",
-            "task": "",
-            "label": "",
-            "class_name": "",
-            "n": "test recordings",
-            "n_correct": "",
-            "accuracy": "",
-        },
-    ),
-    "confusion": (
-        "ensemble confusion counts (from predictions)",
-        {
-            "run": "",
-            "task": "",
-            "label": "true class",
-            "prediction": "voted class",
-            "n": "recordings",
-        },
-    ),
-    "paper_table1": (
-        "the paper's Table I figures",
-        {
-            "experiment": "",
-            "task": "",
-            "label": "",
-            "mean": "",
-            "std": "",
-            "position": "row order",
-        },
-    ),
-    "paper_table2": (
-        "the paper's Table II figures",
-        {
-            "task": "",
-            "ensemble": "",
-            "members": "",
-            "eight_member_mean": "",
-        },
-    ),
-}
-
+STR, I32, I64, F64, BOOL = pa.string(), pa.int32(), pa.int64(), pa.float64(), pa.bool_()
 TS = pa.timestamp("s", tz="UTC")
-_TRIAL_COORDS = [("run", pa.string()), ("trial", pa.string()), ("experiment", pa.string()),
-                 ("division", pa.int32()), ("repeat", pa.int32()), ("variant", pa.string())]  # fmt: skip
-SCHEMAS = {
-    "runs": pa.schema([("run", pa.string()), ("run_index", pa.int32()), ("uri", pa.string()),
-                       ("preset", pa.string()), ("created", TS), ("features", pa.string()),
-                       ("plan_source", pa.string()), ("divisions", pa.list_(pa.int32())),
-                       ("repeats", pa.list_(pa.int32())), ("variants", pa.list_(pa.string())),
-                       ("tasks", pa.list_(pa.string())), ("n_trials", pa.int32()), ("reduced", pa.bool_()),
-                       ("reduced_at", TS)]),
-    "trials": pa.schema([*_TRIAL_COORDS,
-                         ("state", pa.string()), ("reason", pa.string()), ("planned", pa.bool_()),
-                         ("targets", pa.string()), ("epochs_done", pa.int32()), ("epochs_planned", pa.int32()),
-                         ("seconds", pa.float64()), ("finished", TS), ("updated", TS), ("device", pa.string()),
-                         ("restarts", pa.int32()), ("seed", pa.int64())]),
-    "members": pa.schema([("run", pa.string()), ("task", pa.string()), ("trial", pa.string()),
-                          ("division", pa.int32()), ("repeat", pa.int32()), ("variant", pa.string()),
-                          ("state", pa.string()), ("reason", pa.string()), ("stage", pa.string()),
-                          ("epoch", pa.int32()), ("epochs", pa.int32()), ("test_accuracy", pa.float64()),
-                          ("val_accuracy", pa.float64()), ("best_epoch", pa.int32()), ("seconds", pa.float64()),
-                          ("finished", TS), ("updated", TS)]),
-    "results": pa.schema([*_TRIAL_COORDS,
-                          ("task", pa.string()), ("test_accuracy", pa.float64()), ("val_accuracy", pa.float64()),
-                          ("best_epoch", pa.int32()), ("epochs", pa.int32()), ("seconds", pa.float64())]),
-    "metrics": pa.schema([*_TRIAL_COORDS,
-                          ("task", pa.string()), ("epoch", pa.int32()), ("loss", pa.float64()),
-                          ("train_acc", pa.float64()), ("val_acc", pa.float64()), ("patches_per_s", pa.float64()),
-                          ("seconds", pa.float64()), ("live", pa.bool_())]),
-    "ensemble": pa.schema([("run", pa.string()), ("task", pa.string()), ("ensemble_accuracy", pa.float64()),
-                           ("n_members", pa.int32()), ("n_planned", pa.int32()), ("n_recordings", pa.int32()),
-                           ("n_classes", pa.int32()), ("member_mean", pa.float64()), ("member_std", pa.float64()),
-                           ("eight_member_mean", pa.float64()), ("n_eight_member", pa.int32()),
-                           ("missing", pa.string()), ("created", TS)]),
-    "ensemble_size": pa.schema([("run", pa.string()), ("task", pa.string()), ("groups", pa.int32()),
-                                ("members", pa.int32()), ("combinations", pa.int32()),
-                                ("total_combinations", pa.int64()), ("mean", pa.float64()), ("min", pa.float64()),
-                                ("max", pa.float64())]),
-    "eight_member": pa.schema([("run", pa.string()), ("task", pa.string()), ("triple_repeat", pa.int32()),
-                               ("quadruple_repeat", pa.int32()), ("members", pa.int32()),
-                               ("accuracy", pa.float64())]),
-    "classes": pa.schema([("run", pa.string()), ("task", pa.string()), ("label", pa.int32()),
-                          ("class_name", pa.string())]),
-    "paper_table1": pa.schema([("experiment", pa.string()), ("task", pa.string()), ("label", pa.string()),
-                               ("mean", pa.float64()), ("std", pa.float64()), ("position", pa.int32())]),
-    "paper_table2": pa.schema([("task", pa.string()), ("ensemble", pa.float64()), ("members", pa.int32()),
-                               ("eight_member_mean", pa.float64())]),
-}  # fmt: skip
-SCORES_SCHEMA = pa.schema([("trial", pa.string()), ("task", pa.string()), ("dataset", pa.string()),
-                            ("clip", pa.string()), ("image", pa.string()), ("patch_index", pa.int32()),
-                            ("label", pa.int32()), ("scores", pa.list_(pa.float32()))])  # fmt: skip
-PREDICTIONS_SCHEMA = pa.schema([("task", pa.string()), ("dataset", pa.string()), ("clip", pa.string()),
-                                 ("label", pa.int32()), ("prediction", pa.int32()), ("correct", pa.bool_()),
-                                 ("n_members", pa.int32()), ("votes", pa.list_(pa.int32())),
-                                 ("summed_scores", pa.list_(pa.float64()))])  # fmt: skip
+BUILT, PARQUET, VIEW = "built", "parquet", "view"
 
-# Views over the tables above; Table I follows reduce's `_table1` (mean over divisions per repeat,
-# and over divisions and variants together for "all"; population std over repeats).
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType | None  # None for a view's column (its SQL types it)
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    rows: str  # what one row is
+    columns: tuple[Column, ...]
+    kind: str = BUILT
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def schema(self) -> pa.Schema:
+        if self.kind == VIEW:
+            raise TypeError(f"{self.name} is a view: its SQL types its columns")
+        return pa.schema([(c.name, c.type) for c in self.columns])
+
+    @property
+    def docs(self) -> dict[str, str]:
+        return {c.name: c.doc for c in self.columns}
+
+    def table(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """Rows as an Arrow table of this schema; a row with other keys is a bug in its builder
+        (pyarrow would silently drop an extra key or fill a missing one with null)."""
+        names = set(self.names)
+        for row in rows:
+            if set(row) != names:
+                raise AssertionError(
+                    f"{self.name} row: missing {sorted(names - set(row))}, unknown {sorted(set(row) - names)}"
+                )
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+def _file_columns(file_schema: pa.Schema, docs: dict[str, str]) -> tuple[Column, ...]:
+    """A Parquet file's columns, with the store's leading `run`."""
+    return (Column("run", STR), *(Column(f.name, f.type, docs.get(f.name, "")) for f in file_schema))
+
+
+def _view_columns(docs: Iterable[tuple[str, str]]) -> tuple[Column, ...]:
+    return tuple(Column(name, None, doc) for name, doc in docs)
+
+
+# The columns that name a trial, first in every per-trial table.
+TRIAL_COORDS = (
+    Column("run", STR),
+    Column("trial", STR, "<experiment>-d<K>-r<R>-<variant>"),
+    Column("experiment", STR),
+    Column("division", I32),
+    Column("repeat", I32),
+    Column("variant", STR),
+)
+
+_TABLES = (
+    Table("runs", "one row per RUN given", (
+        Column("run", STR, "name (folder base name; `-N` appended on a clash)"),
+        Column("run_index", I32, "position on the command line (0-based)"),
+        Column("uri", STR, "the RUN as given"),
+        Column("preset", STR, "preset name"),
+        Column("created", TS, "RUN/manifest.json creation time"),
+        Column("features", STR, "FEATURES folder the run was trained on"),
+        Column("plan_source", STR, "plan.json or 'paper default'"),
+        Column("divisions", pa.list_(I32), "planned divisions"),
+        Column("repeats", pa.list_(I32), "planned repeats"),
+        Column("variants", pa.list_(STR), "planned variants"),
+        Column("tasks", pa.list_(STR), "planned tasks"),
+        Column("n_trials", I32, "trial folders present"),
+        Column("reduced", BOOL, "RUN/ensemble/summary.json exists"),
+        Column("reduced_at", TS, "its creation time"),
+    )),
+    Table("trials", "one row per trial folder or planned member trial", (
+        *TRIAL_COORDS,
+        Column("state", STR, "done | running | failed | missing"),
+        Column("reason", STR, "why (for running: the epoch)"),
+        Column("planned", BOOL, "part of the ensemble plan"),
+        Column("targets", STR, "tasks it trains (comma-separated)"),
+        Column("epochs_done", I32, "epochs reported"),
+        Column("epochs_planned", I32, "epochs the preset asks for (the larger task's)"),
+        Column("seconds", F64, "training time (done)"),
+        Column("finished", TS, "when result.json was written"),
+        Column("updated", TS, "last sign of life"),
+        Column("device", STR, "CPU or GPU"),
+        Column("restarts", I32, "worker restarts from a checkpoint"),
+        Column("seed", I64, "the trial's seed"),
+    )),
+    Table("members", "one row per planned ensemble member and task: the (mtl-ic, finetune-<task>) pair", (
+        Column("run", STR),
+        Column("task", STR, "asc | aec"),
+        Column("trial", STR, "the finetune-<task> trial"),
+        Column("division", I32),
+        Column("repeat", I32),
+        Column("variant", STR),
+        Column("state", STR, "done | running | failed | missing"),
+        Column("reason", STR, "why"),
+        Column("stage", STR, "experiment it is at"),
+        Column("epoch", I32, "epochs done in that stage"),
+        Column("epochs", I32, "epochs planned there"),
+        Column("test_accuracy", F64, "per-recording test accuracy (done)"),
+        Column("val_accuracy", F64, "best validation accuracy"),
+        Column("best_epoch", I32, "selected epoch"),
+        Column("seconds", F64, "training time of its finished stages (mtl-ic + finetune)"),
+        Column("finished", TS, "when finetune-<task> finished"),
+        Column("updated", TS, "last sign of life"),
+    )),
+    Table("results", "one row per finished trial and task it reports", (
+        *TRIAL_COORDS,
+        Column("task", STR),
+        Column("test_accuracy", F64, "per-recording test accuracy"),
+        Column("val_accuracy", F64, "best validation recording accuracy"),
+        Column("best_epoch", I32, "the epoch kept"),
+        Column("epochs", I32, "epochs trained"),
+        Column("seconds", F64, "trial time"),
+    )),
+    Table("metrics", "one row per trial, task and epoch", (
+        *TRIAL_COORDS,
+        Column("task", STR),
+        Column("epoch", I32, "0-based"),
+        Column("loss", F64, "training loss"),
+        Column("train_acc", F64, "training patch accuracy"),
+        Column("val_acc", F64, "validation recording accuracy"),
+        Column("patches_per_s", F64, "training speed"),
+        Column("seconds", F64, "epoch time"),
+        Column("live", BOOL, "from the progress record of an unfinished trial (else metrics.jsonl)"),
+    )),
+    Table("ensemble", "one row per reduced run and task (RUN/ensemble/summary.json)", (
+        Column("run", STR),
+        Column("task", STR),
+        Column("ensemble_accuracy", F64, "all members fused"),
+        Column("n_members", I32, "members fused"),
+        Column("n_planned", I32, "members planned"),
+        Column("n_recordings", I32, "test recordings"),
+        Column("n_classes", I32),
+        Column("member_mean", F64, "single members' mean accuracy"),
+        Column("member_std", F64, "their population std"),
+        Column("eight_member_mean", F64, "mean of the 8-member ensembles (paper §III-F)"),
+        Column("n_eight_member", I32, "how many"),
+        Column("missing", STR, "members left out (comma-separated)"),
+        Column("created", TS, "when reduce ran"),
+    )),
+    Table("ensemble_size", "one row per run, task and ensemble size (groups of one model per division)", (
+        Column("run", STR),
+        Column("task", STR),
+        Column("groups", I32, "(repeat, variant) groups"),
+        Column("members", I32, "models"),
+        Column("combinations", I32, "subsets evaluated"),
+        Column("total_combinations", I64, "subsets possible"),
+        Column("mean", F64, "mean accuracy"),
+        Column("min", F64),
+        Column("max", F64),
+    )),
+    Table("eight_member", "one row per 8-member ensemble (one triple and one quadruple repeat)", (
+        Column("run", STR),
+        Column("task", STR),
+        Column("triple_repeat", I32),
+        Column("quadruple_repeat", I32),
+        Column("members", I32, "models present"),
+        Column("accuracy", F64),
+    )),
+    Table("classes", "one row per run, task and class", (
+        Column("run", STR),
+        Column("task", STR),
+        Column("label", I32, "class index"),
+        Column("class_name", STR, "from FEATURES/manifest.json"),
+    )),
+    Table(
+        "predictions",
+        "one row per run, task and test recording (RUN/ensemble/predictions.parquet)",
+        _file_columns(PREDICTIONS_SCHEMA, {
+            "label": "true class", "prediction": "ensemble vote", "n_members": "members that scored it",
+            "votes": "patch votes per class", "summed_scores": "fused scores summed over its patches",
+        }),
+        PARQUET,
+    ),
+    Table(
+        "scores",
+        "one row per finished trial, task and test patch (each trial's scores.parquet)",
+        _file_columns(SCORES_SCHEMA, {"image": "channel image", "scores": "softmax over the task's classes"}),
+        PARQUET,
+    ),
+    Table("table1", "the run's paper Table I: per run, task, experiment and variant (triple, quadruple, all)", (
+        Column("run", STR),
+        Column("task", STR),
+        Column("experiment", STR),
+        Column("variant", STR, "triple | quadruple | all (both)"),
+        Column("mean", F64, "mean over repeats of the mean over divisions (raymtl.ensemble.table1)"),
+        Column("std", F64, "population std over repeats"),
+        Column("n_repeats", I32),
+        Column("n_trials", I32, "trials averaged"),
+        Column("label", STR, "the paper's row name"),
+        Column("paper_mean", F64, "the paper's figure"),
+        Column("paper_std", F64),
+    )),
+    Table("table2", "the run's paper Table II: per run and task", _view_columns([
+        ("run", ""), ("task", ""), ("ensemble_accuracy", ""), ("n_members", ""), ("eight_member_mean", ""),
+        ("member_mean", ""), ("member_std", ""), ("paper_ensemble", "the paper's (24 members)"),
+        ("paper_eight_member_mean", "the paper's (ASC only)"),
+    ]), VIEW),
+    Table("per_class", "ensemble accuracy per run, task and class (from predictions)", _view_columns([
+        ("run", ""), ("task", ""), ("label", ""), ("class_name", ""), ("n", "test recordings"), ("n_correct", ""),
+        ("accuracy", ""),
+    ]), VIEW),
+    Table("confusion", "ensemble confusion counts (from predictions)", _view_columns([
+        ("run", ""), ("task", ""), ("label", "true class"), ("prediction", "voted class"), ("n", "recordings"),
+    ]), VIEW),
+    Table("paper_table1", "the paper's Table I figures", (
+        Column("experiment", STR),
+        Column("task", STR),
+        Column("label", STR),
+        Column("mean", F64),
+        Column("std", F64),
+        Column("position", I32, "row order"),
+    )),
+    Table("paper_table2", "the paper's Table II figures", (
+        Column("task", STR),
+        Column("ensemble", F64),
+        Column("members", I32),
+        Column("eight_member_mean", F64),
+    )),
+)  # fmt: skip
+TABLES: dict[str, Table] = {t.name: t for t in _TABLES}
+SCHEMAS = {name: t.schema for name, t in TABLES.items() if t.kind == BUILT}  # the tables built in memory
+
+# The SQL of the views (their columns are documented in TABLES).
 VIEWS = {
-    "table1": """
-        with per_repeat as (
-            select run, task, experiment, variant, repeat, avg(test_accuracy) as acc, count(*) as n
-            from results group by all
-            union all
-            select run, task, experiment, 'all' as variant, repeat, avg(test_accuracy), count(*)
-            from results group by run, task, experiment, repeat
-        )
-        select p.run, p.task, p.experiment, p.variant, avg(p.acc) as mean, stddev_pop(p.acc) as std,
-               count(*)::integer as n_repeats, sum(p.n)::integer as n_trials,
-               any_value(t.label) as label, any_value(t.mean) as paper_mean, any_value(t.std) as paper_std
-        from per_repeat p left join paper_table1 t on t.experiment = p.experiment and t.task = p.task
-        group by p.run, p.task, p.experiment, p.variant""",
     "table2": """
         select e.run, e.task, e.ensemble_accuracy, e.n_members, e.eight_member_mean, e.member_mean,
                e.member_std, p.ensemble as paper_ensemble, p.eight_member_mean as paper_eight_member_mean

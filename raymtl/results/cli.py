@@ -45,10 +45,10 @@ def _results(args: argparse.Namespace) -> int:
     from raymtl.results.store import ResultsStore
 
     if args.schema:
-        for name, (what, columns) in TABLES.items():
-            print(f"{name}: {what}")
-            for col, meaning in columns.items():
-                print(f"    {col}" + (f": {meaning}" if meaning else ""))
+        for table in TABLES.values():
+            print(f"{table.name}: {table.rows}")
+            for c in table.columns:
+                print(f"    {c.name}" + (f": {c.doc}" if c.doc else ""))
         return 0
     if not args.runs:
         raise UserError("give at least one RUN folder (or --schema)")

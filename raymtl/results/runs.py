@@ -1,13 +1,8 @@
 """Reading a RUN folder as it is, finished or still going, through pyarrow file systems.
 
-Nothing here writes. What a RUN holds (raymtl/train/trial.py, raymtl/ensemble/):
-
-    RUN/manifest.json                  preset and features path (class names live in FEATURES)
-    RUN/trials/<trial>/result.json     present once the trial is finished
-    RUN/trials/<trial>/metrics.jsonl   one line per epoch, written with result.json
-    RUN/ensemble/plan.json             the planned member matrix (PAPER_PLAN when absent)
-    RUN/ensemble/summary.json          `raymtl reduce` output (and predictions.parquet)
-    RUN/ray/                           Ray Train / Tune storage: live progress (progress.py)
+Nothing here writes. What a RUN holds is `raymtl.run.layout`'s to say; this reads the manifest,
+the plan (the paper's matrix when absent), each trial's result.json and metrics.jsonl, and the
+reduce's summary (live progress: raymtl.results.progress).
 
 A file that cannot be read does not stop the others: it is recorded as the trial's problem, so a
 dashboard on a damaged or half-copied run still shows the rest.
@@ -24,14 +19,13 @@ import pyarrow.fs as pafs
 
 from raymtl import schema, storage
 from raymtl.config import Preset
-from raymtl.ensemble.plan import ENSEMBLE_DIR, PAPER_PLAN, PLAN_FILE, EnsemblePlan
-from raymtl.ensemble.reduce import PREDICTIONS_FILE, SUMMARY_FILE
+from raymtl.ensemble.plan import PAPER_PLAN, EnsemblePlan
 from raymtl.errors import ConfigError, UserError
+from raymtl.run import layout
 from raymtl.train import trial as T
 
 log = logging.getLogger(__name__)
 
-TRIALS_DIR = "trials"
 
 
 @dataclass(frozen=True)
@@ -113,10 +107,9 @@ def read_run(ref: RunRef, cache: FinishedTrialCache | None = None) -> RunFiles:
     info = fs.get_file_info(path)
     if info.type != pafs.FileType.Directory:
         raise UserError(f"{ref.uri}: no such RUN folder")
-    manifest_path = storage.join(path, T.RUN_MANIFEST)
-    trials_path = storage.join(path, TRIALS_DIR)
+    manifest_path, trials_path = layout.manifest(path), layout.trials_dir(path)
     if not storage.is_file(fs, manifest_path) and not storage.exists(fs, trials_path):
-        raise UserError(f"{ref.uri}: not a RUN folder (no {T.RUN_MANIFEST} and no {TRIALS_DIR}/)")
+        raise UserError(f"{ref.uri}: not a RUN folder (no {layout.MANIFEST} and no {layout.TRIALS_DIR}/)")
     manifest = _read_json_or_none(fs, manifest_path) or {}
     plan, plan_source = _read_plan(fs, path)
     trials = {}
@@ -126,15 +119,14 @@ def read_run(ref: RunRef, cache: FinishedTrialCache | None = None) -> RunFiles:
         name = entry.base_name
         spec = T.parse_trial_name(name)
         if spec is None:
-            log.warning("%s: ignoring %s/%s (not a trial name)", ref.uri, TRIALS_DIR, name)
+            log.warning("%s: ignoring %s/%s (not a trial name)", ref.uri, layout.TRIALS_DIR, name)
             continue
         cached = cache.get(ref.uri, name) if cache else None
-        trials[name] = cached or _read_trial(fs, entry.path, spec)
+        trials[name] = cached or _read_trial(fs, path, spec)
         if cache and cached is None:
             cache.put(ref.uri, trials[name])
-    ens = storage.join(path, ENSEMBLE_DIR)
-    summary = _read_json_or_none(fs, storage.join(ens, SUMMARY_FILE))
-    predictions = storage.join(ens, PREDICTIONS_FILE)
+    summary = _read_json_or_none(fs, layout.summary(path))
+    predictions = layout.predictions(path)
     return RunFiles(
         ref=ref,
         manifest=manifest,
@@ -160,29 +152,30 @@ def _read_json_or_none(fs, path: str) -> Any:
 
 
 def _read_plan(fs, path: str) -> tuple[EnsemblePlan, str]:
-    values = _read_json_or_none(fs, storage.join(path, ENSEMBLE_DIR, PLAN_FILE))
+    values = _read_json_or_none(fs, layout.plan(path))
     if values is None:
         return PAPER_PLAN, "paper default"
     try:
-        return EnsemblePlan.from_dict(values), PLAN_FILE
+        return EnsemblePlan.from_dict(values), layout.PLAN
     except ConfigError as e:
-        log.warning("%s/%s/%s: %s; taking the paper's matrix", path, ENSEMBLE_DIR, PLAN_FILE, e)
+        log.warning("%s: %s; taking the paper's matrix", layout.plan(path), e)
         return PAPER_PLAN, "paper default"
 
 
-def _read_trial(fs, tdir: str, spec: T.TrialSpec) -> TrialFiles:
+def _read_trial(fs, run_path: str, spec: T.TrialSpec) -> TrialFiles:
     trial = TrialFiles(spec=spec)
+    tdir = layout.trial_dir(run_path, spec.name)
     files = fs.get_file_info(pafs.FileSelector(tdir, allow_not_found=True))
     times = [t for t in (_mtime(f) for f in files) if t is not None]
     trial.updated = max(times) if times else None
     names = {f.base_name for f in files if f.type == pafs.FileType.File}
     try:
-        if T.RESULT in names:
-            trial.result = storage.read_json(fs, storage.join(tdir, T.RESULT))
+        if layout.RESULT in names:
+            trial.result = storage.read_json(fs, layout.result(run_path, spec.name))
             if not isinstance(trial.result, dict) or not isinstance(trial.result.get("test_accuracy"), dict):
                 raise ValueError("no test_accuracy mapping")
-        if T.METRICS in names:
-            text = storage.read_bytes(fs, storage.join(tdir, T.METRICS)).decode("utf-8")
+        if layout.METRICS in names:
+            text = storage.read_bytes(fs, layout.metrics(run_path, spec.name)).decode("utf-8")
             trial.metrics = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (ValueError, UnicodeDecodeError, OSError) as e:  # JSONDecodeError is a ValueError
         trial.result = None

@@ -2,15 +2,15 @@
 
 A trial is
 - **done** when its result.json is there (written last, so nothing after it can fail);
-- **failed** when its files cannot be read, when Tune marked its member ERROR, or when it started
-  (Ray progress or files) but nothing has moved for `stale_after_s` (a killed driver leaves
-  exactly that behind; rerunning `raymtl ensemble` resumes it);
-- **running** when it has reported within `stale_after_s`;
+- **failed** when its files cannot be read, when the grid recorded its member failed, or when it
+  started (its progress record or files) but nothing has moved for `stale_after_s` (a killed
+  driver leaves exactly that behind; rerunning `raymtl ensemble` resumes it);
+- **running** when its progress record has a heartbeat within `stale_after_s`;
 - **missing** otherwise: planned but not started (or queued in Tune).
 
 An ensemble member of task T is the pair of trials (mtl-ic, finetune-T) of one (division, repeat,
 variant): done when finetune-T is, failed or running when either stage is, and running too while
-Tune runs the member and its next stage is starting up (Train takes ~25 s to report anything).
+the grid runs the member and its next stage is starting up (Train takes ~25 s to start a stage).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from raymtl.config import Preset
 from raymtl.ensemble.plan import member_experiment
 from raymtl.results.progress import MemberStatus, TrialProgress
 from raymtl.results.runs import TrialFiles
+from raymtl.run import progress as RP
 from raymtl.train import trial as T
 from raymtl.train.experiments import get_experiment
 
@@ -49,7 +50,7 @@ def trial_state(
     spec: T.TrialSpec,
     files: TrialFiles | None,
     progress: TrialProgress | None,
-    tune: MemberStatus | None,
+    member: MemberStatus | None,
     preset: Preset | None,
     now: float,
     stale_after_s: float = STALE_AFTER_S,
@@ -62,14 +63,14 @@ def trial_state(
     updated = max(times) if times else None
     if files is not None and files.problem:
         return TrialState(FAILED, files.problem, epochs, planned, updated)
-    if tune is not None and tune.status == "ERROR":
-        return TrialState(FAILED, f"Tune: {tune.error}", epochs, planned, updated)
+    if member is not None and member.status == RP.FAILED:
+        return TrialState(FAILED, f"member failed: {member.error}", epochs, planned, updated)
     if updated is not None:
         idle = now - updated
         if idle <= stale_after_s:
             return TrialState(RUNNING, f"epoch {epochs}/{planned or '?'}", epochs, planned, updated)
         return TrialState(FAILED, f"no progress for {idle / 60:.0f} min", epochs, planned, updated)
-    if tune is not None and tune.status == "PENDING":
+    if member is not None and member.status == RP.QUEUED:
         return TrialState(MISSING, "queued in Tune", 0, planned, None)
     return TrialState(MISSING, "not started", 0, planned, None)
 
@@ -93,7 +94,7 @@ def member_state(
     variant: str,
     trials: dict[str, TrialState],
     results: dict[str, dict],
-    tune: MemberStatus | None,
+    member: MemberStatus | None,
     now: float,
     stale_after_s: float = STALE_AFTER_S,
 ) -> MemberState:
@@ -120,10 +121,13 @@ def member_state(
     nxt = next(i for i, s in enumerate(states) if s is None or s.state != DONE)
     stage = experiments[nxt]
     planned = states[nxt].epochs_planned if states[nxt] else None
-    tune_live = (
-        tune is not None and tune.status == "RUNNING" and tune.updated and now - tune.updated <= stale_after_s
+    member_live = (
+        member is not None
+        and member.status == RP.RUNNING
+        and member.updated
+        and now - member.updated <= stale_after_s
     )
-    if tune_live:
+    if member_live:
         return MemberState(RUNNING, f"{stage}: starting", stage, 0, planned, total, None, updated)
     reason = states[nxt].reason if states[nxt] else "not started"
     return MemberState(MISSING, f"{stage}: {reason}", stage, 0, planned, total, None, updated)

@@ -1,9 +1,10 @@
 """The results store: one or more RUN folders as tables, queryable with DuckDB.
 
 `ResultsStore.load(runs)` reads each RUN as it is now (finished or still going) and exposes the
-tables documented in `raymtl.results.catalog.TABLES` (and in README.md). Small tables are built in memory; the member
-scores and the ensemble predictions stay in their Parquet files (read through pyarrow file
-systems, so S3 and NFS paths work) and DuckDB scans only what a query asks for.
+tables documented in `raymtl.results.catalog.TABLES` (and docs/results.md). Small tables are built
+in memory; the member scores and the ensemble predictions stay in their Parquet files (read
+through pyarrow file systems, so S3 and NFS paths work) and DuckDB scans only what a query asks
+for.
 
 A store is a snapshot: the dashboard loads a new one when the run moves on.
 """
@@ -24,11 +25,15 @@ from raymtl import storage
 from raymtl.errors import UserError
 from raymtl.results import paper
 from raymtl.results import progress as P
-from raymtl.results.catalog import PREDICTIONS_SCHEMA, SCHEMAS, SCORES_SCHEMA, VIEWS
+from raymtl.ensemble.reduce import PREDICTIONS_SCHEMA
+from raymtl.ensemble.table1 import table1
+from raymtl.results.catalog import SCHEMAS, TABLES, VIEWS
 from raymtl.results.runs import FinishedTrialCache, RunFiles, RunRef, read_run, run_refs
+from raymtl.run import layout
 from raymtl.results.status import STALE_AFTER_S, MemberState, TrialState, member_state, trial_state
 from raymtl.train import trial as T
 from raymtl.train.experiments import EXPERIMENTS, get_experiment
+from raymtl.train.scoring import SCORES_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -72,23 +77,15 @@ def snapshot_run(ref: RunRef, cache: FinishedTrialCache | None = None, now: floa
                 planned[stage1.name] = stage1
     specs = {**planned, **{n: t.spec for n, t in files.trials.items()}}
     unfinished = [n for n in specs if n not in files.trials or files.trials[n].result is None]
-    tune, folders = P.tune_members(files.fs, files.path)
+    members_recorded = P.member_statuses(files.fs, files.path)
     prog = P.train_progress(files.fs, files.path, unfinished) if unfinished else {}
-    live_members = {(specs[n].division, specs[n].repeat, specs[n].variant) for n in unfinished}
-    for key in live_members & set(folders):
-        for name, p in P.tune_epochs(files.fs, folders[key]).items():
-            if name in unfinished:
-                merged = prog.setdefault(name, P.TrialProgress())
-                for m in p.epochs.values():
-                    merged.add(m, None)
-                merged.add({}, p.updated)
 
-    def tune_of(spec: T.TrialSpec):
-        return tune.get((spec.division, spec.repeat, spec.variant)) if spec.name in planned else None
+    def member_of(spec: T.TrialSpec):
+        return members_recorded.get((spec.division, spec.repeat, spec.variant)) if spec.name in planned else None
 
     states = {
         name: trial_state(
-            spec, files.trials.get(name), prog.get(name), tune_of(spec), preset, now, stale_after_s
+            spec, files.trials.get(name), prog.get(name), member_of(spec), preset, now, stale_after_s
         )
         for name, spec in specs.items()
     }
@@ -99,7 +96,7 @@ def snapshot_run(ref: RunRef, cache: FinishedTrialCache | None = None, now: floa
             continue
         task = spec.experiment.split("-", 1)[1]
         members[(task, name)] = member_state(task, spec.division, spec.repeat, spec.variant, states, results,
-                                             tune_of(spec), now, stale_after_s)  # fmt: skip
+                                             member_of(spec), now, stale_after_s)  # fmt: skip
     return RunSnapshot(files, states, members, frozenset(planned), prog, now)
 
 
@@ -204,7 +201,29 @@ def _build_tables(snapshots: Sequence[RunSnapshot]) -> dict[str, pa.Table]:
                 "eight_member_mean": f.eight_member_mean,
             }
         )
-    return {name: pa.Table.from_pylist(rows[name], schema=schema) for name, schema in SCHEMAS.items()}
+    rows["table1"] = _table1_rows(rows["results"])
+    return {name: TABLES[name].table(rows[name]) for name in SCHEMAS}
+
+
+def _table1_rows(results: list[dict]) -> list[dict]:
+    """Paper Table I of every run, task and experiment (raymtl.ensemble.table1), beside the
+    paper's figure."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["run"], r["task"], r["experiment"]), []).append(r)
+    out = []
+    for (run, task, experiment), rs in groups.items():
+        variants = sorted({r["variant"] for r in rs}, key=lambda v: (v != "triple", v))
+        figures = paper.table1(experiment, task)
+        cells = table1(((r["repeat"], r["variant"], r["test_accuracy"]) for r in rs), variants)
+        for variant, cell in cells.items():
+            out.append({
+                "run": run, "task": task, "experiment": experiment, "variant": variant, "mean": cell.mean,
+                "std": cell.std, "n_repeats": cell.n_repeats, "n_trials": cell.n_trials,
+                "label": paper.LABELS.get(experiment) if figures else None,
+                "paper_mean": figures[0] if figures else None, "paper_std": figures[1] if figures else None,
+            })  # fmt: skip
+    return out
 
 
 def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
@@ -311,7 +330,7 @@ def _lazy_sources(snapshots: Sequence[RunSnapshot]) -> dict[str, tuple[list[tupl
     scores, predictions = [], []
     for snap in snapshots:
         f = snap.files
-        paths = [storage.join(f.path, "trials", n, T.SCORES) for n, t in sorted(f.trials.items()) if t.result]
+        paths = [layout.scores(f.path, n) for n, t in sorted(f.trials.items()) if t.result]
         paths = [p for p in paths if storage.is_file(f.fs, p)]
         if paths:
             scores.append((snap.ref.name, pads.dataset(paths, filesystem=f.fs, format="parquet")))

@@ -41,6 +41,8 @@ from raymtl.data.features import IMAGES, VARIANT_IMAGES
 from raymtl.errors import InputFileError, UserError
 from raymtl.schema import FEATURES_MANIFEST, TASK_DATASET
 from raymtl.serving.predict import EVENT_IMAGE, PatchSet, Scores
+from raymtl.ensemble.plan import member_experiment
+from raymtl.run import layout
 from raymtl.train import trial as T
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,6 @@ log = logging.getLogger(__name__)
 MODEL_KINDS = ("mtl", "ensemble")
 STAGE1_EXPERIMENTS = ("mtl-ic", "mtl")  # in order of preference for --model mtl
 MULTITASK_KINDS = ("mtl", "mtl-ic")  # checkpoint kinds with both heads
-ENSEMBLE_SUMMARY = ("ensemble", "summary.json")
 CLASS_NAMES_KEY = "class_names"  # in a checkpoint's `extra`: {"asc": [...], "aec": [...]}
 PUBLISHED_CLASSES = {
     "asc": {len(TUT2017_SCENES): list(TUT2017_SCENES)},
@@ -197,12 +198,17 @@ class ModelSet:
 @dataclass(frozen=True)
 class TrialInfo:
     spec: T.TrialSpec
-    dir: str
+    run: str  # the RUN's URI or local path
     result: dict[str, Any]
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def model_path(self, task: str) -> str:
+        """Its model file of `task`, as a path in the RUN's file system."""
+        _, run_path = storage.resolve(self.run)
+        return layout.model(run_path, self.name, task)
 
     def val_accuracy(self, task: str) -> float | None:
         v = (self.result.get("val_accuracy") or {}).get(task)
@@ -222,9 +228,9 @@ class TrialInfo:
 def read_run(run: str) -> tuple[Any, str, dict[str, Any]]:
     """(file system, path, RUN/manifest.json); a UserError when RUN is not a run folder."""
     fs, path = storage.resolve(run)
-    manifest_path = storage.join(path, T.RUN_MANIFEST)
+    manifest_path = layout.manifest(path)
     if not storage.is_file(fs, manifest_path):
-        raise UserError(f"{run}: not a RUN folder (no {T.RUN_MANIFEST}); train one with `raymtl ensemble`")
+        raise UserError(f"{run}: not a RUN folder (no {layout.MANIFEST}); train one with `raymtl ensemble`")
     return fs, path, storage.read_json(fs, manifest_path)
 
 
@@ -239,7 +245,7 @@ def finished_trials(run: str) -> list[TrialInfo]:
     import pyarrow.fs as pafs
 
     fs, path = storage.resolve(run)
-    trials_dir = storage.join(path, "trials")
+    trials_dir = layout.trials_dir(path)
     if not storage.exists(fs, trials_dir):
         return []
     out = []
@@ -247,14 +253,10 @@ def finished_trials(run: str) -> list[TrialInfo]:
         spec = T.parse_trial_name(info.base_name)
         if info.type != pafs.FileType.Directory or spec is None:
             continue  # a folder that is no trial of ours
-        result_path = storage.join(info.path, T.RESULT)
+        result_path = layout.result(path, spec.name)
         if storage.is_file(fs, result_path):
-            out.append(TrialInfo(spec, info.path, storage.read_json(fs, result_path)))
+            out.append(TrialInfo(spec, run, storage.read_json(fs, result_path)))
     return out
-
-
-def _model_path(trial: TrialInfo, task: str) -> str:
-    return storage.join(trial.dir, f"model-{task}.pt")
 
 
 def select_mtl(run: str, target: str = "asc", trial: str | None = None) -> TrialInfo:
@@ -262,7 +264,7 @@ def select_mtl(run: str, target: str = "asc", trial: str | None = None) -> Trial
     if target not in TASKS:
         raise UserError(f"unknown --mtl-target {target!r}; valid: {', '.join(TASKS)}")
     fs, _ = storage.resolve(run)
-    trials = [t for t in finished_trials(run) if storage.is_file(fs, _model_path(t, target))]
+    trials = [t for t in finished_trials(run) if storage.is_file(fs, t.model_path(target))]
     if trial is not None:
         named = [t for t in trials if t.name == trial]
         if not named:
@@ -282,15 +284,15 @@ def ensemble_members(run: str, task: str) -> list[TrialInfo]:
     """The fine-tuned members of `task` that `--model ensemble` fuses (module docstring)."""
     fs, path = storage.resolve(run)
     by_name = {t.name: t for t in finished_trials(run)}
-    summary_path = storage.join(path, *ENSEMBLE_SUMMARY)
+    summary_path = layout.summary(path)
     names = None
     if storage.is_file(fs, summary_path):
         names = (storage.read_json(fs, summary_path).get("tasks", {}).get(task) or {}).get("members")
     if names is None:
-        names = [n for n, t in by_name.items() if t.spec.experiment == f"finetune-{task}"]
+        names = [n for n, t in by_name.items() if t.spec.experiment == member_experiment(task)]
     members = []
     for n in names:
-        if n not in by_name or not storage.is_file(fs, _model_path(by_name[n], task)):
+        if n not in by_name or not storage.is_file(fs, by_name[n].model_path(task)):
             raise UserError(f"{run}: ensemble member {n} has no finished model-{task}.pt")
         members.append(by_name[n])
     if not members:
@@ -316,8 +318,8 @@ def best_member(run: str, task: str, trial: str | None = None) -> TrialInfo:
 def load_member(trial: TrialInfo, task: str, device=None) -> Member:
     from raymtl.models import load_model
 
-    fs, _ = storage.resolve(trial.dir)
-    path = _model_path(trial, task)
+    fs, _ = storage.resolve(trial.run)
+    path = trial.model_path(task)
     net, meta = load_model(io.BytesIO(storage.read_bytes(fs, path)), map_location=device or "cpu")
     return Member(trial.name, path, trial.spec, net, meta, trial.val_accuracy(task))
 

@@ -36,6 +36,7 @@ from raymtl import schema
 from raymtl.config import Preset
 from raymtl.models import build_model
 from raymtl.models.networks import trainable_parameters
+from raymtl.run.progress import TrialProgressWriter
 from raymtl.train import trial as T
 from raymtl.train.evaluate import recording_accuracy
 from raymtl.train.experiments import Experiment, get_experiment
@@ -175,7 +176,11 @@ def train_loop_per_worker(config: dict) -> None:
             log.info("%s: already recorded", stage.trial)
             continue
         resume = saved if saved is not None and saved.get("trial") == stage.trial else None
-        _run_stage(cfg, stage, resume, rank, device)
+        try:
+            _run_stage(cfg, stage, resume, rank, device)
+        except BaseException:
+            TrialProgressWriter.stop_all()  # a stage that failed must not look alive
+            raise
 
 
 def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: int, device) -> None:
@@ -215,6 +220,14 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
     else:
         log.info("%s: training %s for %s epochs", stage.trial, stage.model_kind, stage.epochs)
 
+    # Our own live record of the stage (RUN/trials/<trial>/progress.json, raymtl.run.progress):
+    # what results, the dashboard and the terminal read while it trains.
+    progress = None
+    if rank == 0:
+        progress = TrialProgressWriter(
+            cfg.run, stage.trial, stage.model_kind, stage.epochs, state["history"],
+            state.get("resumed_after_epoch", []), str(device),
+        )  # fmt: skip
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
     epochs = stage.epochs
@@ -265,6 +278,8 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         state["history"].append(metrics)
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - t_epoch
         _report(metrics, stage.trial, nets, opts, state, best_weights, rank)
+        if progress is not None:
+            progress.epoch(metrics)
 
     # The selected weights score the test patches (every worker holds the whole test set; rank 0
     # scores it and records the trial). This also runs after a restart that resumed past the
@@ -278,6 +293,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         seconds = state.get("seconds", 0.0) + time.perf_counter() - t_score
         result = write_trial(cfg.run, stage, state, best_weights, scores, cfg.class_names, seconds,
                              "GPU" if on_gpu else "CPU")  # fmt: skip
+        progress.close()
         log.info("%s: recorded in %.0f s (%s)", stage.trial, time.perf_counter() - t0, result["test_accuracy"])
 
 

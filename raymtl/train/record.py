@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 import raymtl
 from raymtl import schema, storage
+from raymtl.run import layout
 from raymtl.train import trial as T
 from raymtl.train.evaluate import vote
 from raymtl.train.loop import StageConfig, build_network, model_config
@@ -36,9 +37,8 @@ def write_trial(
 ) -> dict:
     """Write the trial folder of `stage` and return its result.json content."""
     spec = stage.spec
-    fs, _ = storage.resolve(run)
-    tdir = T.trial_dir(run, spec)
-    fs.create_dir(tdir, recursive=True)
+    fs, run_path = storage.resolve(run)
+    fs.create_dir(layout.trial_dir(run_path, spec.name), recursive=True)
     tables, accuracy, model_uris = [], {}, {}
     for t in stage.targets:
         model_uris[t] = save_selected(run, stage, t, best_weights[t], state, class_names)
@@ -48,8 +48,9 @@ def write_trial(
         accuracy[t] = vote(clips, scores_matrix(table), labels).accuracy
     buf = io.BytesIO()
     pq.write_table(pa.concat_tables(tables), buf)
-    storage.write_bytes(fs, storage.join(tdir, T.SCORES), buf.getvalue())
-    storage.write_text(fs, storage.join(tdir, T.METRICS), "".join(json.dumps(m) + "\n" for m in state["history"]))
+    storage.write_bytes(fs, layout.scores(run_path, spec.name), buf.getvalue())
+    metrics = "".join(json.dumps(m) + "\n" for m in state["history"])
+    storage.write_text(fs, layout.metrics(run_path, spec.name), metrics)
     result = {
         "trial": spec.name,
         "experiment": spec.experiment,
@@ -72,7 +73,7 @@ def write_trial(
         "raymtl_version": raymtl.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    storage.write_json(fs, storage.join(tdir, T.RESULT), result, overwrite=False)  # last: marks it finished
+    storage.write_json(fs, layout.result(run_path, spec.name), result, overwrite=False)  # last: marks it finished
     return result
 
 

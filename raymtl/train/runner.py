@@ -14,6 +14,7 @@ import raymtl
 from raymtl import schema, storage
 from raymtl.config import TASKS, Preset, get_preset
 from raymtl.errors import UserError
+from raymtl.run import layout
 from raymtl.train import trial as T
 from raymtl.train.experiments import Experiment, get_experiment
 from raymtl.train.loop import LoopConfig, StageConfig, train_loop_per_worker
@@ -36,7 +37,7 @@ class TrialOptions:
 def ensure_run_manifest(run: str, preset: Preset, features: str) -> dict:
     """Write RUN/manifest.json on first use; later, refuse a different preset or features."""
     fs, path = storage.resolve(run)
-    manifest_path = storage.join(path, T.RUN_MANIFEST)
+    manifest_path = layout.manifest(path)
     if storage.is_file(fs, manifest_path):
         manifest = storage.read_json(fs, manifest_path)
         if manifest["preset"]["name"] != preset.name or manifest["preset"] != preset.to_dict():
@@ -224,7 +225,7 @@ def run_trials(
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=storage.join(run if "://" in run else run_path, "ray"),
+            storage_path=layout.ray_storage(run, run_path),
             failure_config=ray.train.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=list(options.train_callbacks),
@@ -243,7 +244,8 @@ def run_trials(
 
 
 def _read_result(fs, run: str, spec: T.TrialSpec) -> dict[str, Any]:
-    return storage.read_json(fs, storage.join(T.trial_dir(run, spec), T.RESULT))
+    _, run_path = storage.resolve(run)
+    return storage.read_json(fs, layout.result(run_path, spec.name))
 
 
 def _accuracy_text(accuracy: dict[str, float]) -> str:

@@ -14,7 +14,19 @@ from raymtl import schema
 SCORES = "scores"
 TRIAL = "trial"
 TASK = "task"
-SCORE_COLUMNS = (TRIAL, TASK, schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL, SCORES)
+SCORES_SCHEMA = pa.schema(
+    [
+        (TRIAL, pa.string()),
+        (TASK, pa.string()),
+        (schema.DATASET, pa.string()),
+        (schema.CLIP, pa.string()),
+        (schema.IMAGE, pa.string()),
+        (schema.PATCH_INDEX, pa.int32()),
+        (schema.LABEL, pa.int32()),
+        (SCORES, pa.list_(pa.float32())),
+    ]
+)
+SCORE_COLUMNS = tuple(SCORES_SCHEMA.names)
 
 
 def scores_table(trial: str, task: str, scored: dict[str, np.ndarray]) -> pa.Table:
@@ -33,7 +45,8 @@ def scores_table(trial: str, task: str, scored: dict[str, np.ndarray]) -> pa.Tab
             schema.PATCH_INDEX: pa.array(scored[schema.PATCH_INDEX], pa.int32()),
             schema.LABEL: pa.array(scored[schema.LABEL], pa.int32()),
             SCORES: pa.ListArray.from_arrays(offsets, flat),
-        }
+        },
+        schema=SCORES_SCHEMA,
     )
 
 

@@ -1,7 +1,7 @@
 """Fixtures for the results store, `raymtl results` and the dashboard: the finished tiny ensemble
 of the session (`tiny_ensemble`), a copy of it whose run and class names are HTML injection
 attempts, and a hand-made run caught in the middle of training (done, running, failed and
-missing members, with Ray's progress files as Ray 2.60 writes them)."""
+missing members, with the progress records that training writes)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from raymtl.config import PRESETS
+from raymtl.run import progress as RP
 
 # Names that would run script if the page put them in as HTML.
 EVIL_RUN_NAME = "<img src=x onerror=\"window.__pwned='run'\">RUN&amp;"
@@ -61,33 +64,6 @@ def evil_run(finished_run, tmp_path_factory) -> Path:
     return run
 
 
-def _snapshot(epochs: list[dict]) -> dict:
-    """A Ray Train checkpoint_manager_snapshot.json as Ray 2.60 writes it."""
-    results = [
-        {"version": 0, "checkpoint_dir_name": f"checkpoint_{m['epoch']}", "metrics": m} for m in epochs
-    ]
-    return {
-        "ray_version": "2.60.0",
-        "checkpoint_results": results,
-        "latest_checkpoint_result": results[-1],
-        "checkpoint_report_indices": [m["epoch"] for m in epochs],
-        "current_report_index": len(epochs),
-    }
-
-
-def _tune_trial(division: int, repeat: int, variant: str, status: str, logdir: str) -> list[str]:
-    """One entry of Tune's experiment_state-*.json trial_data (two JSON strings, as Ray 2.60)."""
-    trial = {
-        "trainable_name": "run_member",
-        "trial_id": f"t{division}{repeat}{variant[0]}",
-        "status": status,
-        "evaluated_params": {"member": {"division": division, "repeat": repeat, "variant": variant}},
-        "relative_logdir": logdir,
-    }
-    meta = {"start_time": time.time(), "num_failures": 0, "error_filename": None}
-    return [json.dumps(trial), json.dumps(meta)]
-
-
 def _epoch(e: int) -> dict:
     return {
         "epoch": e,
@@ -105,11 +81,12 @@ def _epoch(e: int) -> dict:
 
 @pytest.fixture(scope="session")
 def live_run(finished_run, tmp_path_factory) -> Path:
-    """Divisions 1,2 x triple,quadruple, repeat 1, both tasks, caught mid-run:
+    """Divisions 1,2 x triple,quadruple, repeat 1, both tasks, caught mid-run, with the progress
+    records training writes (raymtl.run.progress):
 
-    - d1 triple: mtl-ic and finetune-asc done; finetune-aec not started but Tune runs the member
-      (asc done, aec running "starting");
-    - d2 triple: mtl-ic at epoch 3 of 6, reported just now (running);
+    - d1 triple: mtl-ic and finetune-asc done; finetune-aec not started but the grid runs the
+      member (asc done, aec running "starting");
+    - d2 triple: mtl-ic at epoch 4 of 6, reported just now (running);
     - d1 quadruple: mtl-ic reported epoch 1 two hours ago (failed: no progress);
     - d2 quadruple: queued in Tune (missing).
     """
@@ -118,6 +95,10 @@ def live_run(finished_run, tmp_path_factory) -> Path:
         tmp_path_factory.mktemp("live") / "LIVE",
         trials={"mtl-ic-d1-r1-triple", "finetune-asc-d1-r1-triple"},
     )
+    # The live run asks for the tiny preset (the finished run it is copied from has its own).
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["preset"] = PRESETS["tiny"].to_dict()
+    (run / "manifest.json").write_text(json.dumps(manifest))
     shutil.rmtree(run / "ensemble")
     (run / "ensemble").mkdir()
     plan = {
@@ -128,43 +109,25 @@ def live_run(finished_run, tmp_path_factory) -> Path:
         "preset": "tiny",
     }
     (run / "ensemble" / "plan.json").write_text(json.dumps(plan))
-    ray = run / "ray"
-    # (Train run, trial, epochs reported, seconds since): the grid's member runs report each
-    # epoch with its trial; a `raymtl train` run is named after its one trial (d1 quadruple).
-    for train_run, trial, epochs, age_s in (
-        ("member-d1-r1-triple", "finetune-asc-d1-r1-triple", 4, 5),  # finished, the run moved on
-        ("member-d2-r1-triple", "mtl-ic-d2-r1-triple", 4, 5),
-        ("mtl-ic-d1-r1-quadruple", "mtl-ic-d1-r1-quadruple", 2, 7200),
+    now = time.time()
+    for trial, epochs, age_s in (("mtl-ic-d2-r1-triple", 4, 5), ("mtl-ic-d1-r1-quadruple", 2, 7200)):
+        record = RP.TrialProgress(
+            trial=trial,
+            stage="mtl-ic",
+            epochs_planned={"asc": 6, "aec": 6},
+            epochs=tuple({"trial": trial, "stage": "mtl-ic", **_epoch(e)} for e in range(epochs)),
+            started=now - age_s - 60,
+            updated=now - age_s,
+            placement=RP.Placement("worker-1", 4242, "node", "127.0.0.1", "cpu"),
+        )
+        RP.write_trial_progress(str(run), record)
+        progress = run / "trials" / trial / RP.PROGRESS_FILE
+        os.utime(progress, (now - age_s, now - age_s))  # the folder's only file: its mtime too
+    for (d, v), state, age_s in (
+        ((1, "triple"), RP.RUNNING, 5),
+        ((2, "triple"), RP.RUNNING, 300),
+        ((1, "quadruple"), RP.RUNNING, 7300),
+        ((2, "quadruple"), RP.QUEUED, 7400),
     ):
-        (ray / train_run).mkdir(parents=True)
-        snap = ray / train_run / "checkpoint_manager_snapshot.json"
-        tagged = {"trial": trial} if train_run != trial else {}
-        snap.write_text(json.dumps(_snapshot([{**tagged, **_epoch(e)} for e in range(epochs)][-2:])))
-        then = time.time() - age_s
-        os.utime(snap, (then, then))
-    grid = ray / "grid"
-    folder = "run_member_t0_0_member=division_2_repeat_1_variant_triple"
-    (grid / folder).mkdir(parents=True)
-    lines = [
-        {
-            **_epoch(e),
-            "trial": "mtl-ic-d2-r1-triple",
-            "checkpoint_path": str(ray / "member-d2-r1-triple" / f"checkpoint_{e}"),
-            "timestamp": int(time.time()),
-            "config": {"member": {}},
-        }
-        for e in range(4)
-    ]
-    (grid / folder / "result.json").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    state = {
-        "trial_data": [
-            _tune_trial(1, 1, "triple", "RUNNING", "run_member_t1"),
-            _tune_trial(2, 1, "triple", "RUNNING", folder),
-            _tune_trial(1, 1, "quadruple", "RUNNING", "run_member_t2"),
-            _tune_trial(2, 1, "quadruple", "PENDING", "run_member_t3"),
-        ],
-        "runner_data": {},
-        "stats": {},
-    }
-    (grid / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps(state))
+        RP.write_member(str(run), d, 1, v, state, updated=now - age_s)
     return run

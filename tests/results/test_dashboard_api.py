@@ -15,6 +15,7 @@ import pytest
 
 from raymtl.dashboard.app import SECURITY_HEADERS, RunsData, create_app
 from raymtl.dashboard.server import command_line, is_loopback, serve
+from raymtl.run import progress as RP
 from tests.results.conftest import EVIL_EVENT, EVIL_RUN_NAME, EVIL_SCENE
 from tests.results.servers import get_json, request, thread_server
 
@@ -152,13 +153,17 @@ def test_the_store_is_reread_while_a_run_moves_on(live_run, tmp_path):
     run = tmp_path / "LIVE"
     shutil.copytree(live_run, run)
     data = RunsData([str(run)], refresh_s=0.05)
-    state = lambda: {
-        r["trial"]: r["state"] for r in data.store().rows("select trial, state from members")
-    }  # noqa: E731
+
+    def state():
+        return {r["trial"]: r["state"] for r in data.store().rows("select trial, state from members")}
+
     assert state()["finetune-asc-d2-r1-quadruple"] == "missing"
-    snap = run / "ray" / "mtl-ic-d2-r1-quadruple" / "checkpoint_manager_snapshot.json"
-    snap.parent.mkdir(parents=True)
-    snap.write_text(json.dumps({"checkpoint_results": [{"metrics": {"epoch": 0, "loss_asc": 6.0}}]}))
+    trial, now = "mtl-ic-d2-r1-quadruple", time.time()
+    first_epoch = {"trial": trial, "epoch": 0, "loss_asc": 6.0}
+    placement = RP.Placement("worker-2", 4343)
+    RP.write_trial_progress(
+        str(run), RP.TrialProgress(trial, "mtl-ic", {"asc": 6}, (first_epoch,), now, now, placement)
+    )
     time.sleep(0.1)
     assert state()["finetune-asc-d2-r1-quadruple"] == "running"
 
