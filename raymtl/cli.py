@@ -144,9 +144,9 @@ def _train(args: argparse.Namespace) -> int:
         stage1_from=args.stage1_from,
     )
     results = run_trials(specs, args.features, args.out, args.preset, options, name=chain_run_name(specs))
-    for spec, result in zip(specs, results):
-        accuracy = ", ".join(f"{t}: {a:.3f}" for t, a in result["test_accuracy"].items())
-        state = "already done" if result["already_done"] else f"done in {result['seconds']:.0f} s"
+    for spec, outcome in zip(specs, results):
+        accuracy = ", ".join(f"{t}: {a:.3f}" for t, a in outcome.result.test_accuracy.items())
+        state = "already done" if outcome.already_done else f"done in {outcome.result.seconds:.0f} s"
         print(f"{spec.name}: {state}; test recording accuracy {accuracy}")
     return 0
 

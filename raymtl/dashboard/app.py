@@ -161,7 +161,7 @@ def create_app(runs: Sequence[str], *, refresh_s: float = 5.0, loopback: bool = 
             plan = snap.files.plan
             runs.append({
                 "index": snap.ref.index, "name": snap.ref.name, "uri": snap.ref.uri,
-                "preset": (snap.files.manifest.get("preset") or {}).get("name"),
+                "preset": snap.files.manifest.preset_name if snap.files.manifest else None,
                 "plan": {**plan.to_dict(), "source": snap.files.plan_source},
                 **{k: progress[snap.ref.name][k] for k in ("reduced", "live", "members")},
                 "ensemble": store.rows("select task, ensemble_accuracy, n_members from ensemble where run = ?",

@@ -74,7 +74,7 @@ def run_member(config: dict[str, Any]) -> dict[str, Any]:
         write_member(*coords, FAILED, error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
         raise
     write_member(*coords, DONE)
-    final = {f"{r['experiment']}/{t}": a for r in results for t, a in r["test_accuracy"].items()}
+    final = {f"{o.result.experiment}/{t}": a for o in results for t, a in o.result.test_accuracy.items()}
     tune.report({"member_done": 1, **final})
     return final
 

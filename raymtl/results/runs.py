@@ -20,8 +20,9 @@ import pyarrow.fs as pafs
 from raymtl import schema, storage
 from raymtl.config import Preset
 from raymtl.ensemble.plan import PAPER_PLAN, EnsemblePlan
-from raymtl.errors import ConfigError, UserError
-from raymtl.run import layout
+from raymtl.errors import ConfigError, InputFileError, UserError
+from raymtl.run import layout, records
+from raymtl.run.records import RunManifest, TrialResult
 from raymtl.train import trial as T
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class TrialFiles:
     """What one trial folder holds right now."""
 
     spec: T.TrialSpec
-    result: dict[str, Any] | None = None  # result.json: the trial is finished
+    result: TrialResult | None = None  # result.json: the trial is finished
     metrics: list[dict[str, Any]] = field(default_factory=list)  # metrics.jsonl lines
     problem: str | None = None  # a file that exists but cannot be read
     updated: float | None = None  # newest mtime seen in the folder (s since epoch)
@@ -65,7 +66,7 @@ class RunFiles:
     """What one RUN folder holds right now."""
 
     ref: RunRef
-    manifest: dict[str, Any]
+    manifest: RunManifest | None  # None: absent or unreadable (logged)
     plan: EnsemblePlan
     plan_source: str  # "plan.json" or "paper default"
     trials: dict[str, TrialFiles]  # by trial name: the folders under RUN/trials/
@@ -76,8 +77,10 @@ class RunFiles:
     path: str = ""
 
     def preset(self) -> Preset | None:
+        if self.manifest is None:
+            return None
         try:
-            return Preset.from_dict(self.manifest["preset"])
+            return Preset.from_dict(self.manifest.preset)
         except (KeyError, TypeError, ConfigError):
             return None
 
@@ -110,7 +113,7 @@ def read_run(ref: RunRef, cache: FinishedTrialCache | None = None) -> RunFiles:
     manifest_path, trials_path = layout.manifest(path), layout.trials_dir(path)
     if not storage.is_file(fs, manifest_path) and not storage.exists(fs, trials_path):
         raise UserError(f"{ref.uri}: not a RUN folder (no {layout.MANIFEST} and no {layout.TRIALS_DIR}/)")
-    manifest = _read_json_or_none(fs, manifest_path) or {}
+    manifest = _read_manifest(fs, path) if storage.is_file(fs, manifest_path) else None
     plan, plan_source = _read_plan(fs, path)
     trials = {}
     for entry in fs.get_file_info(pafs.FileSelector(trials_path, allow_not_found=True)):
@@ -139,6 +142,14 @@ def read_run(ref: RunRef, cache: FinishedTrialCache | None = None) -> RunFiles:
         fs=fs,
         path=path,
     )
+
+
+def _read_manifest(fs, path: str) -> RunManifest | None:
+    try:
+        return records.read_manifest(fs, path)
+    except (InputFileError, OSError, UnicodeDecodeError) as e:
+        log.warning("%s: unreadable (%s)", layout.manifest(path), e)
+        return None
 
 
 def _read_json_or_none(fs, path: str) -> Any:
@@ -171,23 +182,23 @@ def _read_trial(fs, run_path: str, spec: T.TrialSpec) -> TrialFiles:
     names = {f.base_name for f in files if f.type == pafs.FileType.File}
     try:
         if layout.RESULT in names:
-            trial.result = storage.read_json(fs, layout.result(run_path, spec.name))
-            if not isinstance(trial.result, dict) or not isinstance(trial.result.get("test_accuracy"), dict):
-                raise ValueError("no test_accuracy mapping")
+            trial.result = records.read_result(fs, run_path, spec.name)
         if layout.METRICS in names:
             text = storage.read_bytes(fs, layout.metrics(run_path, spec.name)).decode("utf-8")
             trial.metrics = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (ValueError, UnicodeDecodeError, OSError) as e:  # JSONDecodeError is a ValueError
+    except (InputFileError, ValueError, UnicodeDecodeError, OSError) as e:  # JSONDecodeError: a ValueError
         trial.result = None
         trial.problem = f"unreadable trial files ({e})"
         log.warning("%s: %s", tdir, trial.problem)
     return trial
 
 
-def _class_names(manifest: dict, summary: dict | None, trials: dict[str, TrialFiles]) -> dict[str, list[str]]:
+def _class_names(
+    manifest: RunManifest | None, summary: dict | None, trials: dict[str, TrialFiles]
+) -> dict[str, list[str]]:
     """Per task, from FEATURES/manifest.json; where that cannot be read, `class <label>`."""
     names: dict[str, list[str]] = {}
-    features = manifest.get("features")
+    features = manifest.features if manifest else None
     if isinstance(features, str) and features:
         try:
             fs, path = storage.resolve(features)
@@ -212,7 +223,6 @@ def _n_classes(task: str, summary: dict | None, trials: dict[str, TrialFiles]) -
     if isinstance(n, int):
         return n
     for t in trials.values():
-        n = ((t.result or {}).get("n_classes") or {}).get(task)
-        if isinstance(n, int):
-            return n
+        if t.result is not None and task in t.result.n_classes:
+            return t.result.n_classes[task]
     return None

@@ -22,6 +22,7 @@ from raymtl.ensemble.plan import member_experiment
 from raymtl.results.progress import MemberStatus, TrialProgress
 from raymtl.results.runs import TrialFiles
 from raymtl.run import progress as RP
+from raymtl.run.records import TrialResult
 from raymtl.train import trial as T
 from raymtl.train.experiments import get_experiment
 
@@ -93,25 +94,25 @@ def member_state(
     repeat: int,
     variant: str,
     trials: dict[str, TrialState],
-    results: dict[str, dict],
+    results: dict[str, TrialResult],
     member: MemberStatus | None,
     now: float,
     stale_after_s: float = STALE_AFTER_S,
 ) -> MemberState:
-    """`trials` and `results`: state and result.json by trial name (for at least this member's)."""
+    """`trials` and `results`: state and result by trial name (for at least this member's)."""
     final = member_experiment(task)
     experiments = (get_experiment(final).init_from, final)  # (mtl-ic, finetune-T)
     stages = [T.TrialSpec(e, division, repeat, variant).name for e in experiments]
     states = [trials.get(name) for name in stages]
-    seconds = [results[n].get("seconds") for n in stages if n in results]
-    total = float(sum(s for s in seconds if isinstance(s, (int, float)))) if seconds else None
+    seconds = [results[n].seconds for n in stages if n in results]
+    total = float(sum(seconds)) if seconds else None
     times = [s.updated for s in states if s and s.updated]
     updated = max(times) if times else None
     last = stages[-1]
     if states[-1] is not None and states[-1].state == DONE:
         s = states[-1]
         return MemberState(DONE, "", experiments[-1], s.epochs_done, s.epochs_planned, total,
-                           results.get(last, {}).get("finished"), updated)  # fmt: skip
+                           results[last].finished if last in results else None, updated)  # fmt: skip
     for wanted in (FAILED, RUNNING):
         for exp, s in zip(experiments, states):
             if s is not None and s.state == wanted:

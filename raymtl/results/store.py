@@ -228,12 +228,13 @@ def _table1_rows(results: list[dict]) -> list[dict]:
 
 def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
     files, run = snap.files, snap.ref.name
+    manifest = files.manifest
     plan = files.plan
     summary = files.summary or {}
     rows["runs"].append({
         "run": run, "run_index": snap.ref.index, "uri": snap.ref.uri,
-        "preset": (files.manifest.get("preset") or {}).get("name"), "created": _ts(files.manifest.get("created")),
-        "features": files.manifest.get("features"), "plan_source": files.plan_source,
+        "preset": manifest.preset_name if manifest else None, "created": _ts(manifest.created if manifest else None),
+        "features": manifest.features if manifest else None, "plan_source": files.plan_source,
         "divisions": list(plan.divisions), "repeats": list(plan.repeats), "variants": list(plan.variants),
         "tasks": list(plan.tasks), "n_trials": len(files.trials), "reduced": files.summary is not None,
         "reduced_at": _ts(summary.get("created")),
@@ -242,22 +243,22 @@ def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
         state = snap.trial_states[name]
         t = files.trials.get(name)
         spec = t.spec if t else _spec(name)
-        result = (t.result if t else None) or {}
+        result = t.result if t else None
         coords = {"run": run, "trial": name, "experiment": spec.experiment, "division": spec.division,
                   "repeat": spec.repeat, "variant": spec.variant}  # fmt: skip
         rows["trials"].append({
             **coords, "state": state.state, "reason": state.reason, "planned": name in snap.planned,
             "targets": ",".join(get_experiment(spec.experiment).targets), "epochs_done": state.epochs_done,
-            "epochs_planned": state.epochs_planned, "seconds": _num(result.get("seconds")),
-            "finished": _ts(result.get("finished")), "updated": _ts(state.updated), "device": result.get("device"),
-            "restarts": len(result.get("resumed_after_epoch") or []) if result else None, "seed": _int(result.get("seed")),
+            "epochs_planned": state.epochs_planned, "seconds": result.seconds if result else None,
+            "finished": _ts(result.finished) if result else None, "updated": _ts(state.updated),
+            "device": result.device if result else None,
+            "restarts": len(result.resumed_after_epoch) if result else None, "seed": result.seed if result else None,
         })  # fmt: skip
-        for task, acc in (result.get("test_accuracy") or {}).items():
+        for task, acc in (result.test_accuracy if result else {}).items():
             rows["results"].append({
-                **coords, "task": task, "test_accuracy": _num(acc),
-                "val_accuracy": _num((result.get("val_accuracy") or {}).get(task)),
-                "best_epoch": _int((result.get("best_epoch") or {}).get(task)),
-                "epochs": _int((result.get("epochs") or {}).get(task)), "seconds": _num(result.get("seconds")),
+                **coords, "task": task, "test_accuracy": acc, "val_accuracy": result.val_accuracy.get(task),
+                "best_epoch": result.best_epoch.get(task), "epochs": result.epochs.get(task),
+                "seconds": result.seconds,
             })  # fmt: skip
         live = t is None or t.result is None
         epochs = (
@@ -278,13 +279,13 @@ def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
         snap.member_states.items(), key=lambda kv: (kv[0][0], _trial_order(kv[0][1]))
     ):
         spec = _spec(name)
-        result = (files.trials[name].result if name in files.trials else None) or {}
+        result = files.trials[name].result if name in files.trials else None
         rows["members"].append({
             "run": run, "task": task, "trial": name, "division": spec.division, "repeat": spec.repeat,
             "variant": spec.variant, "state": ms.state, "reason": ms.reason, "stage": ms.stage, "epoch": ms.epoch,
-            "epochs": ms.epochs, "test_accuracy": _num((result.get("test_accuracy") or {}).get(task)),
-            "val_accuracy": _num((result.get("val_accuracy") or {}).get(task)),
-            "best_epoch": _int((result.get("best_epoch") or {}).get(task)), "seconds": ms.seconds,
+            "epochs": ms.epochs, "test_accuracy": result.test_accuracy.get(task) if result else None,
+            "val_accuracy": result.val_accuracy.get(task) if result else None,
+            "best_epoch": result.best_epoch.get(task) if result else None, "seconds": ms.seconds,
             "finished": _ts(ms.finished), "updated": _ts(ms.updated),
         })  # fmt: skip
     for task, s in (summary.get("tasks") or {}).items():

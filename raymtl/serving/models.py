@@ -42,7 +42,8 @@ from raymtl.errors import InputFileError, UserError
 from raymtl.schema import FEATURES_MANIFEST, TASK_DATASET
 from raymtl.serving.predict import EVENT_IMAGE, PatchSet, Scores
 from raymtl.ensemble.plan import member_experiment
-from raymtl.run import layout
+from raymtl.run import layout, records
+from raymtl.run.records import RunManifest, TrialResult
 from raymtl.train import trial as T
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ class ModelSet:
 class TrialInfo:
     spec: T.TrialSpec
     run: str  # the RUN's URI or local path
-    result: dict[str, Any]
+    result: TrialResult
 
     @property
     def name(self) -> str:
@@ -211,8 +212,7 @@ class TrialInfo:
         return layout.model(run_path, self.name, task)
 
     def val_accuracy(self, task: str) -> float | None:
-        v = (self.result.get("val_accuracy") or {}).get(task)
-        return float(v) if v is not None else None
+        return self.result.val_accuracy.get(task)
 
     def sort_key(self, task: str) -> tuple:
         """Best validation first; ties: lower division, repeat, then triple before quadruple."""
@@ -225,19 +225,17 @@ class TrialInfo:
         )
 
 
-def read_run(run: str) -> tuple[Any, str, dict[str, Any]]:
-    """(file system, path, RUN/manifest.json); a UserError when RUN is not a run folder."""
+def read_run(run: str) -> tuple[Any, str, RunManifest]:
+    """(file system, path, its manifest); a UserError when RUN is not a run folder."""
     fs, path = storage.resolve(run)
-    manifest_path = layout.manifest(path)
-    if not storage.is_file(fs, manifest_path):
+    if not storage.is_file(fs, layout.manifest(path)):
         raise UserError(f"{run}: not a RUN folder (no {layout.MANIFEST}); train one with `raymtl ensemble`")
-    return fs, path, storage.read_json(fs, manifest_path)
+    return fs, path, records.read_manifest(fs, path)
 
 
-def run_features(manifest: dict[str, Any]) -> FeatureConfig:
+def run_features(manifest: RunManifest) -> FeatureConfig:
     """The RUN's feature settings (its preset's), which predict must use unchanged."""
-    preset = manifest.get("preset")
-    return Preset.from_dict(preset).features if preset else FeatureConfig()
+    return Preset.from_dict(manifest.preset).features
 
 
 def finished_trials(run: str) -> list[TrialInfo]:
@@ -253,9 +251,8 @@ def finished_trials(run: str) -> list[TrialInfo]:
         spec = T.parse_trial_name(info.base_name)
         if info.type != pafs.FileType.Directory or spec is None:
             continue  # a folder that is no trial of ours
-        result_path = layout.result(path, spec.name)
-        if storage.is_file(fs, result_path):
-            out.append(TrialInfo(spec, run, storage.read_json(fs, result_path)))
+        if storage.is_file(fs, layout.result(path, spec.name)):
+            out.append(TrialInfo(spec, run, records.read_result(fs, path, spec.name)))
     return out
 
 
@@ -327,16 +324,14 @@ def load_member(trial: TrialInfo, task: str, device=None) -> Member:
 # ---------------------------------------------------------------- class names
 
 
-def class_names(
-    manifest: dict[str, Any], metas: Sequence[dict[str, Any]]
-) -> tuple[dict[str, list[str]], str]:
+def class_names(manifest: RunManifest, metas: Sequence[dict[str, Any]]) -> tuple[dict[str, list[str]], str]:
     """({"asc": [...], "aec": [...]}, where they came from); see the module docstring."""
     counts = _class_counts(metas)
     for meta in metas:
         names = (meta.get("extra") or {}).get(CLASS_NAMES_KEY)
         if names and _fits(names, counts):
             return {t: list(names[t]) for t in TASKS}, "checkpoint"
-    features = manifest.get("features")
+    features = manifest.features
     if features:
         try:
             fs, path = storage.resolve(features)

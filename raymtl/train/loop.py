@@ -292,9 +292,9 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             scores[t] = _score_test(_unwrap(net), ray.train.get_dataset_shard(f"test_{t}"), t, device, train.batch_size)
         seconds = state.get("seconds", 0.0) + time.perf_counter() - t_score
         result = write_trial(cfg.run, stage, state, best_weights, scores, cfg.class_names, seconds,
-                             "GPU" if on_gpu else "CPU")  # fmt: skip
+                             "GPU" if on_gpu else "CPU", str(device))  # fmt: skip
         progress.close()
-        log.info("%s: recorded in %.0f s (%s)", stage.trial, time.perf_counter() - t0, result["test_accuracy"])
+        log.info("%s: recorded in %.0f s (%s)", stage.trial, time.perf_counter() - t0, result.test_accuracy)
 
 
 def _log_to_stderr() -> None:

@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 import raymtl
 from raymtl import schema, storage
 from raymtl.run import layout
+from raymtl.run.progress import Placement
+from raymtl.run.records import TrialResult, write_result
 from raymtl.train import trial as T
 from raymtl.train.evaluate import vote
 from raymtl.train.loop import StageConfig, build_network, model_config
@@ -34,8 +36,10 @@ def write_trial(
     class_names: dict[str, list[str]],
     seconds: float,
     device: str,
-) -> dict:
-    """Write the trial folder of `stage` and return its result.json content."""
+    torch_device: str | None = None,
+) -> TrialResult:
+    """Write the trial folder of `stage` and return its result (`device`: CPU or GPU;
+    `torch_device`: the torch device it trained on, recorded with the node)."""
     spec = stage.spec
     fs, run_path = storage.resolve(run)
     fs.create_dir(layout.trial_dir(run_path, spec.name), recursive=True)
@@ -51,29 +55,30 @@ def write_trial(
     storage.write_bytes(fs, layout.scores(run_path, spec.name), buf.getvalue())
     metrics = "".join(json.dumps(m) + "\n" for m in state["history"])
     storage.write_text(fs, layout.metrics(run_path, spec.name), metrics)
-    result = {
-        "trial": spec.name,
-        "experiment": spec.experiment,
-        "division": spec.division,
-        "repeat": spec.repeat,
-        "variant": spec.variant,
-        "preset": stage.preset.name,
-        "targets": list(stage.targets),
-        "test_accuracy": accuracy,
-        "best_epoch": state["best_epoch"],
-        "val_accuracy": state["best_acc"],
-        "epochs": stage.epochs,
-        "resumed_after_epoch": state.get("resumed_after_epoch", []),  # worker restarts from a checkpoint
-        "seed": stage.seed,
-        "stage1": stage.init,
-        "models": model_uris,
-        "n_classes": stage.n_classes,
-        "seconds": round(seconds, 1),  # the stage's own time in its Train worker, over restarts
-        "device": device,
-        "raymtl_version": raymtl.__version__,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    storage.write_json(fs, layout.result(run_path, spec.name), result, overwrite=False)  # last: marks it finished
+    result = TrialResult(
+        trial=spec.name,
+        experiment=spec.experiment,
+        division=spec.division,
+        repeat=spec.repeat,
+        variant=spec.variant,
+        preset=stage.preset.name,
+        targets=tuple(stage.targets),
+        test_accuracy=accuracy,
+        val_accuracy=dict(state["best_acc"]),
+        best_epoch=dict(state["best_epoch"]),
+        epochs=stage.epochs,
+        seed=stage.seed,
+        stage1=dict(stage.init),
+        models=model_uris,
+        n_classes=dict(stage.n_classes),
+        seconds=round(seconds, 1),
+        device=device,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        raymtl_version=raymtl.__version__,
+        resumed_after_epoch=tuple(state.get("resumed_after_epoch", ())),
+        placement=Placement.here(torch_device),
+    )
+    write_result(fs, run_path, result)  # last: marks it finished
     return result
 
 

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
-from typing import Any
 
 import raymtl
 from raymtl import schema, storage
 from raymtl.config import TASKS, Preset, get_preset
 from raymtl.errors import UserError
-from raymtl.run import layout
+from raymtl.run import layout, records
+from raymtl.run.records import RunManifest, TrialResult
 from raymtl.train import trial as T
 from raymtl.train.experiments import Experiment, get_experiment
 from raymtl.train.loop import LoopConfig, StageConfig, train_loop_per_worker
@@ -34,28 +33,34 @@ class TrialOptions:
     train_callbacks: tuple = ()  # Ray Train callbacks (the ensemble passes TuneReportCallback)
 
 
-def ensure_run_manifest(run: str, preset: Preset, features: str) -> dict:
+@dataclasses.dataclass(frozen=True)
+class TrialOutcome:
+    """A trial's result, and whether it was finished before this run (then it was not run)."""
+
+    result: TrialResult
+    already_done: bool
+
+
+def ensure_run_manifest(run: str, preset: Preset, features: str) -> RunManifest:
     """Write RUN/manifest.json on first use; later, refuse a different preset or features."""
     fs, path = storage.resolve(run)
-    manifest_path = layout.manifest(path)
-    if storage.is_file(fs, manifest_path):
-        manifest = storage.read_json(fs, manifest_path)
-        if manifest["preset"]["name"] != preset.name or manifest["preset"] != preset.to_dict():
+    if storage.is_file(fs, layout.manifest(path)):
+        manifest = records.read_manifest(fs, path)
+        if manifest.preset_name != preset.name or manifest.preset != preset.to_dict():
             raise UserError(
-                f"{run} was made with preset {manifest['preset']['name']!r}; this run asks for {preset.name!r}. "
+                f"{run} was made with preset {manifest.preset_name!r}; this run asks for {preset.name!r}. "
                 "Use another --out for another preset."
             )
-        if manifest.get("features") != os.path.abspath(features) and "://" not in features:
-            log.warning("%s was made from features %s; now reading %s", run, manifest.get("features"), features)
+        if manifest.features != storage.absolute(features):
+            log.warning("%s was made from features %s; now reading %s", run, manifest.features, features)
         return manifest
-    manifest = {
-        "format": "raymtl-run",
-        "raymtl_version": raymtl.__version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "features": features if "://" in features else os.path.abspath(features),
-        "preset": preset.to_dict(),
-    }
-    storage.write_json(fs, manifest_path, manifest, overwrite=False)
+    manifest = RunManifest(
+        preset=preset.to_dict(),
+        features=storage.absolute(features),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        raymtl_version=raymtl.__version__,
+    )
+    records.write_manifest(fs, path, manifest)
     return manifest
 
 
@@ -139,10 +144,10 @@ def run_trial(
     run: str,
     preset: Preset | str = "tiny",
     options: TrialOptions = TrialOptions(),
-) -> dict[str, Any]:
-    """Train, select, score and record one trial; returns its result.json content.
+) -> TrialOutcome:
+    """Train, select, score and record one trial.
 
-    A finished trial is not run again: its stored result comes back with `already_done: True`.
+    A finished trial is not run again: its stored result comes back with `already_done`.
     """
     return run_trials([spec], features, run, preset, options)[0]
 
@@ -154,11 +159,11 @@ def run_trials(
     preset: Preset | str = "tiny",
     options: TrialOptions = TrialOptions(),
     name: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[TrialOutcome]:
     """Train, select, score and record a chain of trials of one (division, repeat, variant) in
     one Ray Train run named `name` (default: the only trial's name), in order; a fine-tune may
-    start from a trial earlier in the chain. Returns each trial's result.json content, with
-    `already_done: True` for those finished before (they are not run again).
+    start from a trial earlier in the chain. Returns each trial's outcome; those finished before
+    are `already_done` (they are not run again).
 
     The run name must not depend on which trials are left: a rerun after a crash resumes the
     Train run of that name from its last checkpoint.
@@ -183,8 +188,8 @@ def run_trials(
     done = {}
     for spec in specs:
         if T.is_finished(run, spec):
-            done[spec.name] = {**_read_result(fs, run, spec), "already_done": True}
-            log.info("%s: already done (%s)", spec.name, _accuracy_text(done[spec.name]["test_accuracy"]))
+            done[spec.name] = TrialOutcome(_read_result(fs, run, spec), already_done=True)
+            log.info("%s: already done (%s)", spec.name, _accuracy_text(done[spec.name].result.test_accuracy))
     todo = [s for s in specs if s.name not in done]
     if not todo:
         return [done[s.name] for s in specs]
@@ -237,15 +242,15 @@ def run_trials(
     for s in todo:
         if not T.is_finished(run, s):
             raise RuntimeError(f"the Train run {name} ended without recording {s.name}")
-        done[s.name] = {**_read_result(fs, run, s), "already_done": False}
-        log.info("%s: done (%s)", s.name, _accuracy_text(done[s.name]["test_accuracy"]))
+        done[s.name] = TrialOutcome(_read_result(fs, run, s), already_done=False)
+        log.info("%s: done (%s)", s.name, _accuracy_text(done[s.name].result.test_accuracy))
     log.info("%s: %d trial(s) trained in %.0f s", name, len(todo), time.perf_counter() - t0)
     return [done[s.name] for s in specs]
 
 
-def _read_result(fs, run: str, spec: T.TrialSpec) -> dict[str, Any]:
+def _read_result(fs, run: str, spec: T.TrialSpec) -> TrialResult:
     _, run_path = storage.resolve(run)
-    return storage.read_json(fs, layout.result(run_path, spec.name))
+    return records.read_result(fs, run_path, spec.name)
 
 
 def _accuracy_text(accuracy: dict[str, float]) -> str:

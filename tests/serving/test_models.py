@@ -7,6 +7,7 @@ import json
 from raymtl.config import get_preset
 from raymtl.data.classes import ESC50_CLASSES, TUT2017_SCENES
 from raymtl.models import load_model
+from raymtl.run.records import TrialResult
 from raymtl.serving.models import load_models
 from raymtl.train import trial as T
 from raymtl.train.loop import StageConfig, build_network
@@ -32,9 +33,13 @@ def test_a_trial_saves_its_class_names_in_the_model_file_and_predict_reads_them(
     (run / "manifest.json").write_text(
         json.dumps({"format": "raymtl-run", "features": str(tmp_path / "gone"), "preset": preset.to_dict()})
     )
-    (run / "trials" / spec.name / "result.json").write_text(
-        json.dumps({"val_accuracy": {"asc": 0.5, "aec": 0.25}})
-    )
+    result = TrialResult(
+        trial=spec.name, experiment=spec.experiment, division=1, repeat=1, variant="triple", preset="tiny",
+        targets=("asc", "aec"), test_accuracy={"asc": 0.4, "aec": 0.2}, val_accuracy={"asc": 0.5, "aec": 0.25},
+        best_epoch={"asc": 1, "aec": 1}, epochs={"asc": 6, "aec": 6}, seed=1, stage1={}, models={},
+        n_classes={"asc": 15, "aec": 50}, seconds=1.0, device="CPU", finished="", raymtl_version="",
+    )  # fmt: skip
+    (run / "trials" / spec.name / "result.json").write_text(json.dumps(result.to_dict()))
     models = load_models(str(run), "mtl")
     assert models.class_names_source == "checkpoint" and models.class_names == names
     assert models.scene_members[0].trial == spec.name

@@ -1,0 +1,154 @@
+"""The RUN's finished records as typed values: `RunManifest` (RUN/manifest.json) and
+`TrialResult` (RUN/trials/<trial>/result.json). Writers build them and call `to_dict`; readers
+call `read_manifest` / `read_result` and use attributes, never keys.
+
+Each file carries its format and version. A file without one was written before versions
+existed, in the same shape as version 1, and reads as version 1; a newer version is refused with
+a message naming the upgrade.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow.fs as pafs
+
+from raymtl import storage
+from raymtl.errors import InputFileError
+from raymtl.run import layout
+from raymtl.run.progress import Placement
+
+RUN_FORMAT, RUN_VERSION = "raymtl-run", 1
+RESULT_FORMAT, RESULT_VERSION = "raymtl-trial-result", 1
+
+
+def _version(d: dict[str, Any], latest: int, path: str) -> None:
+    version = d.get("version", 1)
+    if not isinstance(version, int) or version > latest:
+        raise InputFileError(
+            path, f"format version {version!r} is newer than this raymtl reads ({latest}); upgrade raymtl"
+        )
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """What a RUN was made with; the first writer wins, later runs must match it."""
+
+    preset: dict[str, Any]  # raymtl.config.Preset.to_dict()
+    features: str  # the FEATURES folder (absolute path or URI)
+    created: str  # "%Y-%m-%dT%H:%M:%S%z"
+    raymtl_version: str
+
+    @property
+    def preset_name(self) -> str:
+        return str(self.preset.get("name"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": RUN_FORMAT, "version": RUN_VERSION, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: str = layout.MANIFEST) -> "RunManifest":
+        _version(d, RUN_VERSION, path)
+        try:
+            return cls(
+                preset=dict(d["preset"]),
+                features=str(d.get("features") or ""),
+                created=str(d.get("created") or ""),
+                raymtl_version=str(d.get("raymtl_version") or ""),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputFileError(path, f"not a RUN manifest ({e!r})") from None
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """A finished trial: written last into its folder, so its presence means finished."""
+
+    trial: str
+    experiment: str
+    division: int
+    repeat: int
+    variant: str
+    preset: str  # the preset's name
+    targets: tuple[str, ...]  # the tasks it trained a network for
+    test_accuracy: dict[str, float]  # per target: per-recording accuracy of the selected network
+    val_accuracy: dict[str, float]  # ... its best validation accuracy
+    best_epoch: dict[str, int]  # ... the epoch selected
+    epochs: dict[str, int]  # ... epochs planned
+    seed: int
+    stage1: dict[str, str | None]  # per target: the model file it was fine-tuned from
+    models: dict[str, str]  # per target: its model file
+    n_classes: dict[str, int]
+    seconds: float  # the stage's own time in its Train worker, over restarts
+    device: str  # CPU | GPU
+    finished: str  # "%Y-%m-%dT%H:%M:%S%z"
+    raymtl_version: str
+    resumed_after_epoch: tuple[int, ...] = ()  # worker restarts from a checkpoint
+    placement: Placement | None = None  # where it trained (older results: unknown)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["targets"], d["resumed_after_epoch"] = list(self.targets), list(self.resumed_after_epoch)
+        return {"format": RESULT_FORMAT, "version": RESULT_VERSION, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: str = layout.RESULT) -> "TrialResult":
+        _version(d, RESULT_VERSION, path)
+        try:
+            placement = d.get("placement")
+            return cls(
+                trial=str(d["trial"]),
+                experiment=str(d["experiment"]),
+                division=int(d["division"]),
+                repeat=int(d["repeat"]),
+                variant=str(d["variant"]),
+                preset=str(d["preset"]),
+                targets=tuple(d["targets"]),
+                test_accuracy={str(t): float(a) for t, a in d["test_accuracy"].items()},
+                val_accuracy={str(t): float(a) for t, a in d["val_accuracy"].items()},
+                best_epoch={str(t): int(e) for t, e in d["best_epoch"].items()},
+                epochs={str(t): int(e) for t, e in d["epochs"].items()},
+                seed=int(d["seed"]),
+                stage1=dict(d.get("stage1") or {}),
+                models=dict(d.get("models") or {}),
+                n_classes={str(t): int(n) for t, n in (d.get("n_classes") or {}).items()},
+                seconds=float(d.get("seconds") or 0.0),
+                device=str(d.get("device") or ""),
+                finished=str(d.get("finished") or ""),
+                raymtl_version=str(d.get("raymtl_version") or ""),
+                resumed_after_epoch=tuple(int(e) for e in d.get("resumed_after_epoch") or ()),
+                placement=Placement(**placement) if placement else None,
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InputFileError(path, f"not a trial result ({e!r})") from None
+
+
+def read_manifest(fs: pafs.FileSystem, run_path: str) -> RunManifest:
+    path = layout.manifest(run_path)
+    return RunManifest.from_dict(_json(fs, path), path)
+
+
+def read_result(fs: pafs.FileSystem, run_path: str, trial: str) -> TrialResult:
+    path = layout.result(run_path, trial)
+    return TrialResult.from_dict(_json(fs, path), path)
+
+
+def write_result(fs: pafs.FileSystem, run_path: str, result: TrialResult) -> None:
+    """Never over a finished result (a FileExistsError)."""
+    storage.write_json(fs, layout.result(run_path, result.trial), result.to_dict(), overwrite=False)
+
+
+def write_manifest(fs: pafs.FileSystem, run_path: str, manifest: RunManifest) -> None:
+    storage.write_json(fs, layout.manifest(run_path), manifest.to_dict(), overwrite=False)
+
+
+def _json(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
+    try:
+        d = storage.read_json(fs, path)
+    except ValueError as e:
+        raise InputFileError(path, f"not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise InputFileError(path, "not a JSON object")
+    return d
