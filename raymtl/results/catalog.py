@@ -1,12 +1,12 @@
 """The results store's catalogue: every table's rows and columns (documented here and in
-README.md), their Arrow types, and the SQL views built on them (Table I and II, per-class
+docs/results.md), their Arrow types, and the SQL views built on them (Table I and II, per-class
 accuracy, confusion counts)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-# name -> (what a row is, {column: meaning}); README.md documents the same.
+# name -> (what a row is, {column: meaning}); docs/results.md is generated from it.
 # The columns that name a trial, first in every per-trial table.
 _TRIAL_COORDS_DOC = {"run": "", "trial": "", "experiment": "", "division": "", "repeat": "", "variant": ""}
 

@@ -1,7 +1,7 @@
 """The results store: one or more RUN folders as tables, queryable with DuckDB.
 
 `ResultsStore.load(runs)` reads each RUN as it is now (finished or still going) and exposes the
-tables documented in `raymtl.results.catalog.TABLES` (and in README.md). Small tables are built in memory; the member
+tables documented in `raymtl.results.catalog.TABLES` (and in docs/results.md). Small tables are built in memory; the member
 scores and the ensemble predictions stay in their Parquet files (read through pyarrow file
 systems, so S3 and NFS paths work) and DuckDB scans only what a query asks for.
 
