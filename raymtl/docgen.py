@@ -120,9 +120,7 @@ def _column_types() -> dict[tuple[str, str], str]:
 
     store = ResultsStore.load([])
     try:
-        rows = store.rows(
-            "select table_name, column_name, data_type from information_schema.columns"
-        )
+        rows = store.rows("select table_name, column_name, data_type from information_schema.columns")
     finally:
         store.close()
     return {(r["table_name"], r["column_name"]): r["data_type"] for r in rows}
