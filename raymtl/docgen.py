@@ -59,9 +59,9 @@ def cli_markdown() -> str:
     helps = {a.dest: a.help for a in sub._choices_actions}
     lines = []
     for verb, verb_parser in sub.choices.items():
-        lines += [f"### `raymtl {verb}`", "", _cell(helps.get(verb) or ""), "", "```",
-                  _synopsis(verb, verb_parser), "```", "",
-                  "| argument | default | meaning |", "|---|---|---|"]  # fmt: skip
+        synopsis = _synopsis(verb, verb_parser)
+        lines += [f"### `raymtl {verb}`", "", _cell(helps.get(verb) or ""), "", "```", synopsis, "```", ""]
+        lines += ["| argument | default | meaning |", "|---|---|---|"]
         for action in verb_parser._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
@@ -86,8 +86,8 @@ def results_markdown() -> str:
     types = _column_types()
     lines = []
     for table, (what, columns) in TABLES.items():
-        lines += [f"### `{table}`", "", f"{_cell(what[0].upper() + what[1:])}.", "",
-                  "| column | type | meaning |", "|---|---|---|"]  # fmt: skip
+        lines += [f"### `{table}`", "", f"{_cell(what[0].upper() + what[1:])}.", ""]
+        lines += ["| column | type | meaning |", "|---|---|---|"]
         for column, meaning in columns.items():
             kind = types.get((table, column), "")
             meaning = meaning or _COMMON_COLUMNS.get(column, "")
