@@ -1,6 +1,6 @@
 """Settings: one frozen dataclass per group, and the named presets.
 
-`paper` is DESIGN.md §1 verbatim. The small presets (`tiny` for tests, `demo` for the laptop
+`paper` is docs/method.md §4-§5 verbatim. The small presets (`tiny` for tests, `demo` for the laptop
 demo) are made from it with `dataclasses.replace`; each change says why. They change width,
 epochs, batch and data size only, never the method (features, mixup, networks, fusion).
 """
@@ -19,7 +19,7 @@ VARIANTS = ("triple", "quadruple")
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Log-mel patches exactly as paper §II-A and DESIGN.md §1 fix them."""
+    """Log-mel patches exactly as paper §II-A and docs/method.md §1 fix them."""
 
     sample_rate_hz: int = 44100
     n_fft: int = 2048  # Hann window of 2048 points
@@ -53,7 +53,7 @@ class FeatureConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The VGG-style networks of DESIGN.md's layer table."""
+    """The VGG-style networks of docs/method.md §4's layer table."""
 
     width: float = 1.0  # scales the 64/128/256/512 conv widths (small presets only)
     fusion_units: int = 1024  # the dense layer on each branch in the fusion network (Fig. 4)
@@ -84,7 +84,7 @@ class TrainConfig:
     batch_size: int = 256
     lr: float = 1e-4  # Adam
     # Epoch counts by (stage, target task). An epoch of mixup training is one pass over the
-    # scene patches (DESIGN.md §1); of single-task training, one pass over that task's patches.
+    # scene patches (docs/method.md §5); of single-task training, one pass over that task's patches.
     epochs_train_asc: int = 200
     epochs_train_aec: int = 500
     epochs_finetune_asc: int = 100

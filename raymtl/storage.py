@@ -1,16 +1,25 @@
 """File access through pyarrow file systems, so FEATURES and RUN folders can be local, NFS or S3.
 
-Writes are atomic: a temporary name beside the target, then a rename. Nothing here overwrites a
-finished result unless the caller asks.
+The one atomic writer of the project: every file raymtl writes is first written under a
+temporary name beside the target (`temporary_path`), then renamed onto it, so a reader sees the
+whole file or none, and an interrupted write leaves at most a hidden temporary file. `write_bytes`
+(and `write_text`, `write_json`) do it through any pyarrow file system; `atomic_local_file` does it
+for the writers that need a local file name of their own (soundfile, torch.save, torch.jit.save,
+the ONNX exporter). Nothing here overwrites a finished result unless the caller asks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from typing import Any
+import secrets
+from pathlib import Path
+from typing import Any, Iterator
 
 import pyarrow.fs as pafs
+
+TEMPORARY_MARK = ".tmp-"  # in every temporary name: ".<name>.tmp-<pid>-<random>"
 
 
 def resolve(uri: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
@@ -40,17 +49,60 @@ def is_file(fs: pafs.FileSystem, path: str) -> bool:
     return fs.get_file_info(path).type == pafs.FileType.File
 
 
+def temporary_path(path: str) -> str:
+    """The name `path` is written under before its rename: in the same folder (a rename within
+    one file system), hidden (a leading dot: pyarrow datasets, Ray Data and the RUN readers skip
+    it) and new at every call, so concurrent writers (processes, threads) never share one."""
+    parent, sep, name = path.rpartition("/")
+    return f"{parent}{sep}.{name}{TEMPORARY_MARK}{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of `temporary_path`'s: left behind by an interrupted write."""
+    return name.startswith(".") and TEMPORARY_MARK in name
+
+
 def write_bytes(fs: pafs.FileSystem, path: str, data: bytes, *, overwrite: bool = True) -> None:
-    """Atomic write; with overwrite=False an existing file raises FileExistsError."""
+    """Atomic write; with overwrite=False an existing file raises FileExistsError. A failed write
+    removes its temporary file and leaves `path` as it was."""
     if not overwrite and exists(fs, path):
         raise FileExistsError(path)
     parent = path.rsplit("/", 1)[0]
     if parent:
         fs.create_dir(parent, recursive=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with fs.open_output_stream(tmp) as f:
-        f.write(data)
-    fs.move(tmp, path)
+    tmp = temporary_path(path)
+    try:
+        with fs.open_output_stream(tmp) as f:
+            f.write(data)
+        fs.move(tmp, path)
+    except BaseException:
+        if is_file(fs, tmp):
+            fs.delete_file(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_local_file(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+    """A temporary path beside the local file `path`, for a writer that needs a file name:
+
+        with storage.atomic_local_file(out) as tmp:
+            torch.jit.save(module, str(tmp))
+
+    When the block ends without an error the file is renamed onto `path` (os.replace: atomic
+    on one file system; an existing `path` is replaced, so callers refuse first where they must);
+    otherwise it is removed and `path` is left as it was. `fsync` flushes the data to disk before
+    the rename, so a crash cannot leave a renamed but empty file (model checkpoints).
+    """
+    path = Path(path)
+    tmp = Path(temporary_path(str(path)))
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_text(fs: pafs.FileSystem, path: str, text: str, *, overwrite: bool = True) -> None:

@@ -1,6 +1,6 @@
 """The dashboard's web app: one static page, its bundled assets, and a read-only JSON API.
 
-Security (DESIGN.md §3):
+Security (docs/method.md §9, docs/serving.md):
 - read-only: GET (and HEAD) only; nothing a request says is written anywhere;
 - no file paths from requests: the runs are the ones given on the command line, chosen in a
   URL by index (`0`) or name (`RUN`); assets are served from a fixed table loaded at start-up,

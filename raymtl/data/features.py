@@ -1,4 +1,4 @@
-"""Log-mel images, channel images and patches (paper §II-A, DESIGN.md §1 "Features").
+"""Log-mel images, channel images and patches (paper §II-A, docs/method.md §1).
 
 One `LogMel` per worker process: it builds the mel filter bank once, and the first librosa
 STFT in a process pays seconds of lazy imports.

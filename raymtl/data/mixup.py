@@ -1,4 +1,4 @@
-"""Mixup based multitask samples (paper Eq. 1-3; DESIGN.md §1) as a Ray Data transform.
+"""Mixup based multitask samples (paper Eq. 1-3; docs/method.md §3) as a Ray Data transform.
 
 For every scene patch x_S (label y_S) of a division's TUT train (validation) split, an event
 patch x_E (label y_E) is drawn at random from the same division's ESC train (validation)

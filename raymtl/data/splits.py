@@ -1,4 +1,4 @@
-"""The four divisions of DESIGN.md §1, pairing the two datasets.
+"""The four divisions of docs/method.md §2, pairing the two datasets.
 
 Division k (1..4):
 - TUT: train = `foldk_train.txt`, validation = `foldk_evaluate.txt` (the development clips of

@@ -1,4 +1,4 @@
-"""The Ray Datasets one ensemble member trains, validates and tests on (DESIGN.md §2 "Shape").
+"""The Ray Datasets one ensemble member trains, validates and tests on (docs/method.md §8).
 
     FEATURES (Parquet) --read (needed columns only)--> division/split/image filter
         --> MixupPairer (mixup_stream) or a rename (single_task_stream) --> iter_torch_batches
@@ -318,7 +318,7 @@ def mixup_stream(
     import ray
 
     if split == "test":
-        raise ConfigError("test patches are never mixed (DESIGN.md §1); use test_patches")
+        raise ConfigError("test patches are never mixed (docs/method.md §3); use test_patches")
     _check(division, split)
     if event_pool_ref is None:
         event_pool_ref = ray.put(load_event_pool(features, division, split))

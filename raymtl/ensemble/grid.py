@@ -189,7 +189,7 @@ def run_ensemble(
     fs, run_path = storage.resolve(run)
     tuner = tune.Tuner(
         # The member function only drives Train runs: it holds (almost) no CPU of its own, so the
-        # Train workers and Ray Data get the cluster (DESIGN.md §2: Tune can starve Data
+        # Train workers and Ray Data get the cluster (docs/method.md §8: Tune can starve Data
         # otherwise). Tune refuses an empty resource request, hence 0.01 rather than 0.
         tune.with_resources(run_member, {"CPU": 0.01}),
         param_space={

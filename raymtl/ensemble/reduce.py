@@ -1,4 +1,4 @@
-"""Late-fusion reduce (paper §II-E, §III-F; DESIGN.md §1 "Evaluation and the ensemble").
+"""Late-fusion reduce (paper §II-E, §III-F; docs/method.md §6).
 
 For each target task, every member's stored test scores are fused without retraining:
 

@@ -17,14 +17,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
-from pathlib import Path
 from typing import IO, Any, Mapping, Union
 
 import torch
 from torch import nn
 
+from raymtl import storage
 from raymtl.config import ModelConfig
 from raymtl.errors import ConfigError, InputFileError
 from raymtl.models.networks import build_model
@@ -46,8 +45,8 @@ def save_model(
     n_classes: Mapping[str, int],
     extra: dict | None = None,
 ) -> None:
-    """Write `model` and the settings that rebuild it. A path is written atomically (a
-    temporary file in the same folder, then os.replace); a file object is written as is."""
+    """Write `model` and the settings that rebuild it. A path is written atomically
+    (`raymtl.storage.atomic_local_file`, synced to disk); a file object is written as is."""
     model = _unwrap(model)
     n_classes = {str(t): int(p) for t, p in n_classes.items()}
     _check_rebuilds(model, kind, task, cfg, n_classes)
@@ -65,17 +64,8 @@ def save_model(
     if not isinstance(path_or_file, (str, os.PathLike)):
         torch.save(checkpoint, path_or_file)
         return
-    path = Path(path_or_file)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with storage.atomic_local_file(path_or_file, fsync=True) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def load_model(

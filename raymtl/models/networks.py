@@ -1,8 +1,8 @@
-"""The networks of paper §II and DESIGN.md §1, in one file.
+"""The networks of paper §II and docs/method.md §4, in one file.
 
-Layer numbers are the paper's (DESIGN.md's layer table, 128 x 128 one-channel input):
+Layer numbers are the paper's (docs/method.md §4's table, 128 x 128 one-channel input):
 
-    1-2    conv 3x3, 64 x2          (B, 64, 128, 128)   [layer 1 starts with an input BatchNorm]
+    1-2    conv 3x3, 64 x2          (B, 64, 128, 128)   [layer 1 first standardises each patch]
     3      max-pool 2x2             (B, 64, 64, 64)
     4-5    conv 3x3, 128 x2
     6      max-pool                 (B, 128, 32, 32)
@@ -14,10 +14,10 @@ Layer numbers are the paper's (DESIGN.md's layer table, 128 x 128 one-channel in
     15     conv 1x1, P kernels      (B, P, 8, 8)        = H15 = ReLU(W15 x + b15), Eq. 4-5
     16     global avg pool, dense P (B, P)              logits; softmax is the scorer's job
 
-Choices the paper leaves open (see the report / DESIGN.md):
+Choices the paper leaves open (docs/method.md §4 says why):
 - convs 1-14 are conv (no bias) -> BatchNorm -> ReLU; BN's shift plays the bias' role.
-- layer 1 begins with a BatchNorm2d(1) on the input: log-mel dB values sit around -100..+40,
-  and zero padding of un-centred inputs would draw edges at every border.
+- layer 1 begins by standardising each input patch (InstanceNorm2d, no parameters): log-mel dB
+  values sit around -100..+40, and zero padding of un-centred inputs would draw edges.
 - layer 15 is exactly Eq. 4-5: a 1x1 conv with bias, then ReLU, no BatchNorm.
 - `width` scales the 64/128/256/512 widths (rounded, at least one channel).
 - PyTorch's default initialisation everywhere.

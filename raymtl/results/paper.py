@@ -1,4 +1,4 @@
-"""The paper's own figures (Zheng, Jiang, Zhao; `paper.md`), as fractions, to set beside a run's.
+"""The paper's own figures (Zheng, Jiang, Zhao; docs/method.md), as fractions, to set beside a run's.
 
 Table I (§III-C, §III-D) gives mean ± std over 3 repeats of the mean over 4 divisions, triple
 variant only; the direct and transfer rows are from the text of §III-E. Table II (§III-F) gives

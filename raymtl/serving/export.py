@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import raymtl
+from raymtl import storage
 from raymtl.config import TASKS
 from raymtl.data.features import VARIANT_IMAGES
 from raymtl.errors import OutputExistsError, UserError
@@ -153,16 +154,12 @@ def export_model(
     wrapper = _wrapper(member.net.cpu().eval(), tasks)
     example = torch.zeros(2, features.n_mels, features.patch_frames) - 60.0  # (B, 128, 128), log-mel dB
     text = json.dumps(settings, indent=2)
-    tmp = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
-    try:
+    with storage.atomic_local_file(out_path) as tmp:
         if fmt == "torchscript":
             _torchscript(wrapper, example, tmp, text)
         else:
             _onnx(wrapper, example, tmp, tasks, text)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    side.write_text(text + "\n", encoding="utf-8")
+    storage.write_text(*storage.resolve(side), text + "\n")
     log.info("exported %s of %s to %s (%s) and %s", what, member.trial, out_path, fmt, side)
     return settings
 

@@ -1,6 +1,6 @@
 """`raymtl predict --format table|json|csv`: the same answer document in three forms.
 
-- json: the document itself (README: "`raymtl predict`, `raymtl serve` and `raymtl export`").
+- json: the document itself (docs/formats.md: predict JSON).
 - csv: one row per (file, part, task, rank): part is `all` for the whole file or the segment's
   number; task is `scene` (rank 1 only) or `event` (ranks 1..k); an unreadable file is one
   row with `ok` false and the error.

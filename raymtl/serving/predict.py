@@ -272,7 +272,7 @@ def answer(
     class_names: dict[str, list[str]],
     top_k: int = DEFAULT_TOP_K,
 ) -> dict[str, Any]:
-    """The JSON record of one file (see README: `raymtl predict`)."""
+    """The JSON record of one file (docs/formats.md: predict JSON)."""
     if len(sets) != len(rec.segments) or len(scores) != len(rec.segments):
         raise ValueError(
             f"{rec.file}: {len(rec.segments)} segments, {len(sets)} patch sets, {len(scores)} scores"

@@ -1,4 +1,4 @@
-"""Per-recording evaluation (DESIGN.md §1): a recording's prediction is the majority vote of its
+"""Per-recording evaluation (docs/method.md §6): a recording's prediction is the majority vote of its
 patch predictions over all its patches and channel images; ties go to the class with the larger
 summed score. Per-recording accuracy is the metric. Shared by training, reduce and predict."""
 

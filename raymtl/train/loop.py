@@ -7,7 +7,7 @@ pays it once instead of once per stage; each stage still starts as soon as the o
 is recorded.
 
 A stage trains one network per target task on the same batches (an MTL experiment trains two,
-one per task, DESIGN.md §1; everything else one), validates each on its task's un-mixed
+one per task, docs/method.md §5; everything else one), validates each on its task's un-mixed
 validation patches by per-recording accuracy every epoch, keeps the best-validating weights, and
 reports metrics with a checkpoint every epoch. After its last epoch, rank 0 scores the test
 patches with the selected weights, where the model already is (the GPU on a cluster), and writes

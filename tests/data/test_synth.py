@@ -189,7 +189,7 @@ def test_event_classes_are_fixed_by_the_index_and_span_every_family():
     specs = [synth.event_spec(k) for k in range(50)]
     assert Counter(s.family for s in specs) == {f: 10 for f in synth.FAMILIES}
     assert len({(s.family, round(s.base_hz)) for s in specs}) == 50
-    assert all(0 < s.duration_s <= synth._MAX_EVENT_S for s in specs)
+    assert all(0 < s.duration_s <= synth.MAX_EVENT_S for s in specs)
     with pytest.raises(ConfigError):
         synth.event_spec(50)
     # every scene draws on real ESC-50 categories
@@ -335,7 +335,7 @@ def test_refuses_to_overwrite_a_finished_dataset_unless_told(tiny, tmp_path, mon
 
     # overwrite=True replaces a finished dataset (silent audio keeps this test cheap)
     out = tmp_path / "o"
-    monkeypatch.setattr(synth, "render", lambda plan, dataset, index: np.zeros(
+    monkeypatch.setattr(synth.writing, "render", lambda plan, dataset, index: np.zeros(
         synth.ESC_FRAMES if dataset == "esc50" else (synth.TUT_FRAMES, 2), np.float32))  # fmt: skip
     synth.generate(out, "tiny", 1)
     with pytest.raises(OutputExistsError):

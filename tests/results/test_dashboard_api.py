@@ -1,4 +1,4 @@
-"""The dashboard's server: the page, its assets, the JSON API, and what it refuses (DESIGN.md §3).
+"""The dashboard's server: the page, its assets, the JSON API, and what it refuses (docs/serving.md).
 
 One in-process server for the module, on 127.0.0.1, over three runs: the finished tiny ensemble,
 a copy of it named with an HTML injection attempt (and injection class names), and a run caught
