@@ -85,10 +85,10 @@ def results_markdown() -> str:
 
     types = _column_types()
     lines = []
-    for table, (what, columns) in TABLES.items():
-        lines += [f"### `{table}`", "", f"{_cell(what[0].upper() + what[1:])}.", ""]
+    for table, t in TABLES.items():
+        lines += [f"### `{table}`", "", f"{_cell(t.rows[0].upper() + t.rows[1:])}.", ""]
         lines += ["| column | type | meaning |", "|---|---|---|"]
-        for column, meaning in columns.items():
+        for column, meaning in t.docs.items():
             kind = types.get((table, column), "")
             meaning = meaning or _COMMON_COLUMNS.get(column, "")
             lines.append(f"| `{column}` | {kind} | {_cell(meaning)} |")
