@@ -9,33 +9,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable
 
 from raymtl.errors import UserError
+from raymtl.results.cli import (
+    add_parsers as add_results_parsers,  # `results`, `dashboard`
+)
+from raymtl.serving.cli import (
+    add_parsers as add_serving_parsers,  # `predict`, `serve`, `export`
+)
+from raymtl.verbs import COMMANDS, Parser, command
 
 log = logging.getLogger("raymtl")
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def command(name: str):
-    def register(fn):
-        _COMMANDS[name] = fn
-        return fn
-
-    return register
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's own exit code is 2 as well; keep its usage line
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="raymtl", description=__doc__.splitlines()[0])
+    p = Parser(prog="raymtl", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     s = sub.add_parser("synth", help="write synthetic ESC-50 and TUT 2017 datasets in their published layouts")
     s.add_argument("--out", required=True, help="folder to create esc50/, tut2017-dev/, tut2017-eval/ in")
@@ -91,11 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the whole pipeline on synthetic data on local Ray")
     d.add_argument("--out", default="demo-out", help="folder for the demo's data, features and run")
     d.add_argument("--seed", type=int, default=0)
-    from raymtl.results.cli import add_parsers as add_results_parsers  # `results`, `dashboard`
-
     add_results_parsers(sub)
-    from raymtl.serving.cli import add_parsers as add_serving_parsers  # `predict`, `serve`, `export`
-
     add_serving_parsers(sub)
     return p
 
@@ -239,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     try:
-        return _COMMANDS[args.command](args)
+        return COMMANDS[args.command](args)
     except UserError as e:
         print(f"raymtl {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -107,9 +107,9 @@ def grid_preset():
 @pytest.fixture(scope="session")
 def tiny_ensemble(tiny_features, tmp_path_factory):
     """The issue's must-show ensemble (divisions 1,2 x triple,quadruple, repeat 1, both tasks) on
-    the `grid_preset`, then `raymtl reduce`, in a RUN of its own. Its member d1-r1-triple is first
-    trained by `raymtl train --experiment mtl-ic,finetune-asc,finetune-aec`, so the ensemble
-    finds one member done. Returns (run folder, ensemble exit code, its stdout, reduce exit
+    the `grid_preset`, then `raymtl reduce`, in a RUN of its own. Its member d1-r1-triple and both
+    baselines are first trained by one `raymtl train --experiment baseline-asc,...,finetune-aec`,
+    so the ensemble finds one member done (and Table I has its baseline rows). Returns (run folder, ensemble exit code, its stdout, reduce exit
     code, mtime of that member's mtl-ic result.json before the ensemble). Results, dashboard and
     predict tests read this finished RUN.
 
@@ -130,7 +130,7 @@ def tiny_ensemble(tiny_features, tmp_path_factory):
     run = root / "RUN"
     common = ["--features", str(tiny_features), "--out", str(run), "--preset", str(preset)]
     member = ["--division", "1", "--repeat", "1", "--variant", "triple"]
-    if main(["train", "--experiment", "mtl-ic,finetune-asc,finetune-aec", *member, *common]) != 0:
+    if main(["train", "--experiment", ",".join(MEMBER_EXPERIMENTS), *member, *common]) != 0:
         pytest.fail("training the ensemble's first member with `raymtl train` failed")
     before = (run / "trials" / "mtl-ic-d1-r1-triple" / "result.json").stat().st_mtime_ns
     out = io.StringIO()

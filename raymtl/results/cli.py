@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from raymtl.cli import command
 from raymtl.errors import UserError
+from raymtl.verbs import command
 
 FORMATS = ("table", "json", "csv")
 

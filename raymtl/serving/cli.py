@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from raymtl.cli import command
 from raymtl.errors import UserError
+from raymtl.verbs import command
 
 MODEL_HELP = (
     "mtl: one stage-1 multitask network, both heads in one pass (default); "

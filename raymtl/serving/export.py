@@ -38,8 +38,15 @@ from raymtl import storage
 from raymtl.config import TASKS
 from raymtl.data.features import VARIANT_IMAGES
 from raymtl.errors import OutputExistsError, UserError
-from raymtl.serving.models import best_member, class_names, load_member, read_run, run_features, select_mtl
-from raymtl.serving.predict import EVENT_IMAGE
+from raymtl.serving.models import (
+    best_member,
+    class_names,
+    load_member,
+    read_run,
+    run_features,
+    select_mtl,
+)
+from raymtl.serving.patches import EVENT_IMAGE
 
 log = logging.getLogger(__name__)
 

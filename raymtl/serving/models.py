@@ -38,12 +38,12 @@ from raymtl import storage
 from raymtl.config import TASKS, VARIANTS, FeatureConfig, Preset
 from raymtl.data.classes import ESC10_TARGETS, ESC50_CLASSES, TUT2017_SCENES
 from raymtl.data.features import IMAGES, VARIANT_IMAGES
-from raymtl.errors import InputFileError, UserError
-from raymtl.schema import FEATURES_MANIFEST, TASK_DATASET
-from raymtl.serving.predict import EVENT_IMAGE, PatchSet, Scores
 from raymtl.ensemble.plan import member_experiment
+from raymtl.errors import InputFileError, UserError
 from raymtl.run import layout, records
 from raymtl.run.records import RunManifest, TrialResult
+from raymtl.schema import FEATURES_MANIFEST, TASK_DATASET
+from raymtl.serving.patches import EVENT_IMAGE, PatchSet, Scores
 from raymtl.train import trial as T
 
 log = logging.getLogger(__name__)

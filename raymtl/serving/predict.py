@@ -35,14 +35,15 @@ import numpy as np
 
 from raymtl.config import FeatureConfig
 from raymtl.data.audio import read_audio, resample
-from raymtl.data.features import ESC_IMAGES, LogMel, channel_images, patches
-from raymtl.errors import AudioError
+from raymtl.data.features import LogMel, channel_images, patches
+from raymtl.errors import AudioError, UserError
+from raymtl.serving.models import load_models
+from raymtl.serving.patches import EVENT_IMAGE, PatchSet, Scores
 from raymtl.train.evaluate import vote
 
 log = logging.getLogger(__name__)
 
 FORMAT = "raymtl-predict/1"
-EVENT_IMAGE = ESC_IMAGES[0]  # "mono": the event models were trained on mono ESC-50 images
 SCENE, EVENTS = "scene", "events"  # the JSON keys of the two answers (ASC and AEC)
 TASK_OF = {SCENE: "asc", EVENTS: "aec"}
 DEFAULT_TOP_K = 3
@@ -91,34 +92,6 @@ class Recording:
     def long(self) -> bool:
         """More than one 10 s segment: the answer carries a timeline."""
         return len(self.segments) > 1
-
-
-@dataclass
-class PatchSet:
-    """The patches of one segment, in the order the models score them.
-
-    scene        (n, 128, 128) float32: the scene images' patches, image after image
-    scene_image  (n,) str: the channel image of each scene patch
-    events       (m, 128, 128) float32: the mono image's patches
-    padded       whether the segment was zero-padded to one patch
-    """
-
-    scene: np.ndarray
-    scene_image: np.ndarray
-    events: np.ndarray
-    padded: bool = False
-
-
-@dataclass
-class Scores:
-    """What the models made of one PatchSet: summed softmax per patch and how many models
-    scored each patch (1 for the multitask model; for the ensemble, the members whose variant
-    has the patch's image)."""
-
-    scene: np.ndarray  # (n, P_asc) float64
-    scene_weight: np.ndarray  # (n,) int
-    events: np.ndarray  # (m, P_aec) float64
-    events_weight: np.ndarray  # (m,) int
 
 
 class Featurizer:
@@ -377,9 +350,6 @@ def predict_files(
     trial: str | None = None,
 ) -> dict[str, Any]:
     """`raymtl predict`: the JSON document for `files` (unusable files get error records)."""
-    from raymtl.errors import UserError
-    from raymtl.serving.models import load_models
-
     if top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {top_k}")
     if not files:

@@ -268,7 +268,12 @@ def build_app(run: str, options: ServeOptions = ServeOptions()):
 
 def check_run(run: str, options: ServeOptions) -> None:
     """Fail fast, with exit 2, on a RUN that cannot serve: before any replica starts."""
-    from raymtl.serving.models import MODEL_KINDS, ensemble_members, read_run, select_mtl
+    from raymtl.serving.models import (
+        MODEL_KINDS,
+        ensemble_members,
+        read_run,
+        select_mtl,
+    )
 
     read_run(run)
     if options.model not in MODEL_KINDS:
