@@ -179,23 +179,23 @@ def _ensemble(args: argparse.Namespace) -> int:
 def _reduce(args: argparse.Namespace) -> int:
     from raymtl.ensemble.reduce import reduce_run
 
-    summary = reduce_run(args.run, allow_partial=args.allow_partial)
+    from raymtl.run.records import EnsembleSummary
+
+    summary = EnsembleSummary.from_dict(reduce_run(args.run, allow_partial=args.allow_partial))
     print(format_ensemble_summary(summary))
     return 0
 
 
-def format_ensemble_summary(summary: dict) -> str:
+def format_ensemble_summary(summary) -> str:
+    """The reduce's table (`summary`: raymtl.run.records.EnsembleSummary)."""
     lines = [f"{'task':<5} {'members':>8} {'ensemble':>9} {'single (mean ± std)':>20} {'8-member mean':>14}"]
-    for task, s in summary["tasks"].items():
-        acc = s.get("ensemble_accuracy")
-        m = s["member_accuracy"]
-        eight = s.get("eight_member", {}).get("mean")
-        lines.append(
-            f"{task:<5} {s['n_members']:>8} {_pct(acc):>9} {_pct(m.get('mean')) + ' ± ' + _pct(m.get('std')):>20} "
-            f"{_pct(eight):>14}"
-        )
-        if s.get("missing"):
-            lines.append(f"      missing: {', '.join(s['missing'])}")
+    for task, s in summary.tasks.items():
+        m = s.member_accuracy
+        single = f"{_pct(m.mean)} ± {_pct(m.std)}"
+        eight = s.eight_member.get("mean")
+        lines.append(f"{task:<5} {s.n_members:>8} {_pct(s.ensemble_accuracy):>9} {single:>20} {_pct(eight):>14}")
+        if s.missing:
+            lines.append(f"      missing: {', '.join(s.missing)}")
     return "\n".join(lines)
 
 

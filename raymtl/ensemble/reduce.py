@@ -38,7 +38,8 @@ from raymtl import schema, storage
 from raymtl.ensemble.plan import EnsemblePlan, read_plan
 from raymtl.ensemble.table1 import table1
 from raymtl.errors import InputFileError, UserError
-from raymtl.run import layout
+from raymtl.run import layout, records
+from raymtl.run.records import EnsembleSummary, MemberAccuracy, TaskSummary
 from raymtl.train import trial as T
 from raymtl.train.evaluate import RecordingVotes, vote
 from raymtl.train.scoring import SCORES, TASK, scores_matrix
@@ -82,26 +83,8 @@ PREDICTIONS_SCHEMA = pa.schema(
 )
 PREDICTION_COLUMNS = tuple(PREDICTIONS_SCHEMA.names)
 
-# summary.json: top level, then per task (under "tasks").
-PLAN = "plan"
-ALLOW_PARTIAL = "allow_partial"
-CREATED = "created"
-STD = "std"  # the standard deviation convention, in words
-TASKS_KEY = "tasks"
-COMBINATION_CAP_KEY = "combination_cap"
-MEMBERS = "members"
-MISSING = "missing"
-MISSING_REASONS = "missing_reasons"
-N_PLANNED = "n_planned"
-ENSEMBLE_ACCURACY = "ensemble_accuracy"
-N_RECORDINGS = "n_recordings"
-N_PATCHES = "n_patches"
-N_CLASSES = "n_classes"
-MEMBER_ACCURACY = "member_accuracy"  # {mean, std, n, per_member: {trial: accuracy}}
-TABLE1 = "table1"  # per variant and "all": {mean, std, n_repeats, per_repeat: {repeat: accuracy}}
-EIGHT_MEMBER = "eight_member"  # {combinations: [{triple_repeat, quadruple_repeat, members, accuracy}], mean}
-BY_SIZE = "by_size"  # [{groups, members, combinations, total_combinations, mean, min, max}]
-NOTE = "note"
+# summary.json: raymtl.run.records.EnsembleSummary (one TaskSummary per task).
+NOTE = "note"  # in eight_member, when it was skipped
 
 STD_CONVENTION = "population (ddof=0)"
 COMBINATION_CAP = 50  # subsets evaluated per ensemble size, at most (a seeded sample beyond it)
@@ -165,7 +148,7 @@ def reduce_run(run: str, *, allow_partial: bool = False, plan: EnsemblePlan | No
                 "%s: fusing without %d missing members: %s", task, len(scan.missing), ", ".join(scan.missing)
             )
         if not scan.present:
-            tasks[task] = _empty_task_summary(scan, plan)
+            tasks[task] = _empty_task_summary(scan)
             continue
         _accumulate(run, scan)
         summary, table = _summarise(scan, plan)
@@ -175,26 +158,26 @@ def reduce_run(run: str, *, allow_partial: bool = False, plan: EnsemblePlan | No
         log.info(
             "%s: %d members, %d recordings, ensemble accuracy %.4f (members %.4f on average)",
             task,
-            summary[N_MEMBERS],
-            summary[N_RECORDINGS],
-            summary[ENSEMBLE_ACCURACY],
-            summary[MEMBER_ACCURACY]["mean"],
+            summary.n_members,
+            summary.n_recordings,
+            summary.ensemble_accuracy,
+            summary.member_accuracy.mean,
         )
 
-    summary = {
-        PLAN: plan.to_dict(),
-        ALLOW_PARTIAL: allow_partial,
-        CREATED: time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        STD: STD_CONVENTION,
-        COMBINATION_CAP_KEY: COMBINATION_CAP,
-        TASKS_KEY: tasks,
-    }
+    summary = EnsembleSummary(
+        plan=plan.to_dict(),
+        allow_partial=allow_partial,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        std=STD_CONVENTION,
+        combination_cap=COMBINATION_CAP,
+        tasks=tasks,
+    )
     buf = io.BytesIO()
     pq.write_table(pa.concat_tables(predictions), buf)
     storage.write_bytes(fs, layout.predictions(run_path), buf.getvalue())
-    storage.write_json(fs, layout.summary(run_path), summary)
+    records.write_summary(fs, run_path, summary)
     log.info("reduce of %s done in %.1f s", run, time.perf_counter() - t0)
-    return summary
+    return summary.to_dict()
 
 
 # ---------------------------------------------------------------- loading
@@ -391,46 +374,46 @@ def _by_size(scan: _TaskScores, plan: EnsemblePlan) -> list[dict[str, Any]]:
     return rows
 
 
-def _summarise(scan: _TaskScores, plan: EnsemblePlan) -> tuple[dict[str, Any], pa.Table]:
+def _summarise(scan: _TaskScores, plan: EnsemblePlan) -> tuple[TaskSummary, pa.Table]:
     all_groups = list(range(len(scan.groups)))
     votes = _fused_votes(scan, all_groups)
     assert votes is not None  # at least one member is present
     member = _stats(list(scan.member_accuracy.values()))
-    summary = {
-        N_PLANNED: len(scan.present) + len(scan.missing),
-        N_MEMBERS: len(scan.present),
-        MEMBERS: [s.name for s in scan.present],
-        MISSING: list(scan.missing),
-        MISSING_REASONS: dict(scan.missing),
-        ENSEMBLE_ACCURACY: votes.accuracy,
-        N_RECORDINGS: int(len(votes.clips)),
-        N_PATCHES: int(scan.keys.num_rows),
-        N_CLASSES: int(scan.group_sum.shape[2]),
-        MEMBER_ACCURACY: {**member, "per_member": dict(scan.member_accuracy)},
-        TABLE1: _table1(scan, plan),
-        EIGHT_MEMBER: _eight_member(scan, plan),
-        BY_SIZE: _by_size(scan, plan),
-    }
+    summary = TaskSummary(
+        n_planned=len(scan.present) + len(scan.missing),
+        n_members=len(scan.present),
+        members=tuple(s.name for s in scan.present),
+        missing=tuple(scan.missing),
+        missing_reasons=dict(scan.missing),
+        ensemble_accuracy=votes.accuracy,
+        n_recordings=int(len(votes.clips)),
+        n_patches=int(scan.keys.num_rows),
+        n_classes=int(scan.group_sum.shape[2]),
+        member_accuracy=MemberAccuracy(member["mean"], member["std"], member["n"], dict(scan.member_accuracy)),
+        table1=_table1(scan, plan),
+        eight_member=_eight_member(scan, plan),
+        by_size=tuple(_by_size(scan, plan)),
+    )
     return summary, _predictions_table(scan, votes)
 
 
-def _empty_task_summary(scan: _TaskScores, plan: EnsemblePlan) -> dict[str, Any]:
-    return {
-        N_PLANNED: len(scan.missing),
-        N_MEMBERS: 0,
-        MEMBERS: [],
-        MISSING: list(scan.missing),
-        MISSING_REASONS: dict(scan.missing),
-        ENSEMBLE_ACCURACY: None,
-        N_RECORDINGS: 0,
-        N_PATCHES: 0,
-        N_CLASSES: None,
-        MEMBER_ACCURACY: {"mean": None, "std": None, "n": 0, "per_member": {}},
-        TABLE1: {},
-        EIGHT_MEMBER: {"combinations": [], "mean": None},
-        BY_SIZE: [],
-        NOTE: f"no {scan.task} member has finished; nothing fused",
-    }
+def _empty_task_summary(scan: _TaskScores) -> TaskSummary:
+    return TaskSummary(
+        n_planned=len(scan.missing),
+        n_members=0,
+        members=(),
+        missing=tuple(scan.missing),
+        missing_reasons=dict(scan.missing),
+        ensemble_accuracy=None,
+        n_recordings=0,
+        n_patches=0,
+        n_classes=None,
+        member_accuracy=MemberAccuracy(None, None, 0, {}),
+        table1={},
+        eight_member={"combinations": [], "mean": None},
+        by_size=(),
+        note=f"no {scan.task} member has finished; nothing fused",
+    )
 
 
 def _list_column(values: np.ndarray, value_type: pa.DataType) -> pa.Array:

@@ -22,7 +22,7 @@ from raymtl.config import Preset
 from raymtl.ensemble.plan import PAPER_PLAN, EnsemblePlan
 from raymtl.errors import ConfigError, InputFileError, UserError
 from raymtl.run import layout, records
-from raymtl.run.records import RunManifest, TrialResult
+from raymtl.run.records import EnsembleSummary, RunManifest, TrialResult
 from raymtl.train import trial as T
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class RunFiles:
     plan: EnsemblePlan
     plan_source: str  # "plan.json" or "paper default"
     trials: dict[str, TrialFiles]  # by trial name: the folders under RUN/trials/
-    summary: dict[str, Any] | None  # RUN/ensemble/summary.json
+    summary: EnsembleSummary | None  # RUN/ensemble/summary.json (None: not reduced, or unreadable)
     predictions_path: str | None  # RUN/ensemble/predictions.parquet, when present
     class_names: dict[str, list[str]]  # task -> names, index = label
     fs: pafs.FileSystem = field(repr=False, default=None)
@@ -128,7 +128,7 @@ def read_run(ref: RunRef, cache: FinishedTrialCache | None = None) -> RunFiles:
         trials[name] = cached or _read_trial(fs, path, spec)
         if cache and cached is None:
             cache.put(ref.uri, trials[name])
-    summary = _read_json_or_none(fs, layout.summary(path))
+    summary = _read_summary(fs, path) if storage.is_file(fs, layout.summary(path)) else None
     predictions = layout.predictions(path)
     return RunFiles(
         ref=ref,
@@ -149,6 +149,14 @@ def _read_manifest(fs, path: str) -> RunManifest | None:
         return records.read_manifest(fs, path)
     except (InputFileError, OSError, UnicodeDecodeError) as e:
         log.warning("%s: unreadable (%s)", layout.manifest(path), e)
+        return None
+
+
+def _read_summary(fs, path: str) -> EnsembleSummary | None:
+    try:
+        return records.read_summary(fs, path)
+    except (InputFileError, OSError, UnicodeDecodeError) as e:
+        log.warning("%s: unreadable (%s)", layout.summary(path), e)
         return None
 
 
@@ -194,7 +202,7 @@ def _read_trial(fs, run_path: str, spec: T.TrialSpec) -> TrialFiles:
 
 
 def _class_names(
-    manifest: RunManifest | None, summary: dict | None, trials: dict[str, TrialFiles]
+    manifest: RunManifest | None, summary: EnsembleSummary | None, trials: dict[str, TrialFiles]
 ) -> dict[str, list[str]]:
     """Per task, from FEATURES/manifest.json; where that cannot be read, `class <label>`."""
     names: dict[str, list[str]] = {}
@@ -218,10 +226,9 @@ def _class_names(
     return names
 
 
-def _n_classes(task: str, summary: dict | None, trials: dict[str, TrialFiles]) -> int | None:
-    n = ((summary or {}).get("tasks", {}).get(task) or {}).get("n_classes")
-    if isinstance(n, int):
-        return n
+def _n_classes(task: str, summary: EnsembleSummary | None, trials: dict[str, TrialFiles]) -> int | None:
+    if summary is not None and task in summary.tasks and summary.tasks[task].n_classes:
+        return summary.tasks[task].n_classes
     for t in trials.values():
         if t.result is not None and task in t.result.n_classes:
             return t.result.n_classes[task]

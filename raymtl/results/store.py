@@ -230,14 +230,14 @@ def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
     files, run = snap.files, snap.ref.name
     manifest = files.manifest
     plan = files.plan
-    summary = files.summary or {}
+    summary = files.summary
     rows["runs"].append({
         "run": run, "run_index": snap.ref.index, "uri": snap.ref.uri,
         "preset": manifest.preset_name if manifest else None, "created": _ts(manifest.created if manifest else None),
         "features": manifest.features if manifest else None, "plan_source": files.plan_source,
         "divisions": list(plan.divisions), "repeats": list(plan.repeats), "variants": list(plan.variants),
         "tasks": list(plan.tasks), "n_trials": len(files.trials), "reduced": files.summary is not None,
-        "reduced_at": _ts(summary.get("created")),
+        "reduced_at": _ts(summary.created) if summary else None,
     })  # fmt: skip
     for name in sorted(snap.trial_states, key=_trial_order):
         state = snap.trial_states[name]
@@ -288,19 +288,17 @@ def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
             "best_epoch": result.best_epoch.get(task) if result else None, "seconds": ms.seconds,
             "finished": _ts(ms.finished), "updated": _ts(ms.updated),
         })  # fmt: skip
-    for task, s in (summary.get("tasks") or {}).items():
-        member = s.get("member_accuracy") or {}
-        eight = s.get("eight_member") or {}
+    for task, s in (summary.tasks if summary else {}).items():
+        eight = s.eight_member
         combos = [c for c in eight.get("combinations") or [] if c.get("accuracy") is not None]
         rows["ensemble"].append({
-            "run": run, "task": task, "ensemble_accuracy": _num(s.get("ensemble_accuracy")),
-            "n_members": _int(s.get("n_members")), "n_planned": _int(s.get("n_planned")),
-            "n_recordings": _int(s.get("n_recordings")), "n_classes": _int(s.get("n_classes")),
-            "member_mean": _num(member.get("mean")), "member_std": _num(member.get("std")),
+            "run": run, "task": task, "ensemble_accuracy": s.ensemble_accuracy, "n_members": s.n_members,
+            "n_planned": s.n_planned, "n_recordings": s.n_recordings, "n_classes": s.n_classes,
+            "member_mean": s.member_accuracy.mean, "member_std": s.member_accuracy.std,
             "eight_member_mean": _num(eight.get("mean")), "n_eight_member": len(combos),
-            "missing": ",".join(s.get("missing") or []), "created": _ts(summary.get("created")),
+            "missing": ",".join(s.missing), "created": _ts(summary.created),
         })  # fmt: skip
-        for b in s.get("by_size") or []:
+        for b in s.by_size:
             rows["ensemble_size"].append({"run": run, "task": task, **{k: b.get(k) for k in (
                 "groups", "members", "combinations", "total_combinations", "mean", "min", "max")}})  # fmt: skip
         for c in eight.get("combinations") or []:

@@ -1,6 +1,7 @@
-"""The RUN's finished records as typed values: `RunManifest` (RUN/manifest.json) and
-`TrialResult` (RUN/trials/<trial>/result.json). Writers build them and call `to_dict`; readers
-call `read_manifest` / `read_result` and use attributes, never keys.
+"""The RUN's finished records as typed values: `RunManifest` (RUN/manifest.json), `TrialResult`
+(RUN/trials/<trial>/result.json) and `EnsembleSummary` (RUN/ensemble/summary.json). Writers build
+them and call `to_dict`; readers call `read_manifest` / `read_result` / `read_summary` and use
+attributes, never keys.
 
 Each file carries its format and version. A file without one was written before versions
 existed, in the same shape as version 1, and reads as version 1; a newer version is refused with
@@ -22,6 +23,7 @@ from raymtl.run.progress import Placement
 
 RUN_FORMAT, RUN_VERSION = "raymtl-run", 1
 RESULT_FORMAT, RESULT_VERSION = "raymtl-trial-result", 1
+SUMMARY_FORMAT, SUMMARY_VERSION = "raymtl-ensemble-summary", 1
 
 
 def _version(d: dict[str, Any], latest: int, path: str) -> None:
@@ -125,6 +127,103 @@ class TrialResult:
             raise InputFileError(path, f"not a trial result ({e!r})") from None
 
 
+@dataclass(frozen=True)
+class MemberAccuracy:
+    """The single members' per-recording test accuracies (population std)."""
+
+    mean: float | None
+    std: float | None
+    n: int
+    per_member: dict[str, float]  # trial -> accuracy
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """One task's fused ensemble (raymtl.ensemble.reduce)."""
+
+    n_planned: int
+    n_members: int
+    members: tuple[str, ...]  # the trials fused
+    missing: tuple[str, ...]  # planned members left out
+    missing_reasons: dict[str, str]
+    ensemble_accuracy: float | None  # None: no member finished
+    n_recordings: int
+    n_patches: int
+    n_classes: int | None
+    member_accuracy: MemberAccuracy
+    table1: dict[str, dict[str, Any]]  # per variant and "all": {mean, std, n_repeats, per_repeat}
+    eight_member: dict[str, Any]  # {combinations: [{triple_repeat, quadruple_repeat, members, accuracy}], mean}
+    by_size: tuple[dict[str, Any], ...]  # [{groups, members, combinations, total_combinations, mean, min, max}]
+    note: str | None = None  # why nothing was fused
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["members"], d["missing"], d["by_size"] = list(self.members), list(self.missing), list(self.by_size)
+        if self.note is None:
+            del d["note"]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TaskSummary":
+        m = d["member_accuracy"]
+        return cls(
+            n_planned=int(d["n_planned"]),
+            n_members=int(d["n_members"]),
+            members=tuple(d["members"]),
+            missing=tuple(d["missing"]),
+            missing_reasons=dict(d.get("missing_reasons") or {}),
+            ensemble_accuracy=None if d["ensemble_accuracy"] is None else float(d["ensemble_accuracy"]),
+            n_recordings=int(d["n_recordings"]),
+            n_patches=int(d.get("n_patches") or 0),
+            n_classes=None if d.get("n_classes") is None else int(d["n_classes"]),
+            member_accuracy=MemberAccuracy(m.get("mean"), m.get("std"), int(m.get("n") or 0),
+                                           dict(m.get("per_member") or {})),  # fmt: skip
+            table1=dict(d.get("table1") or {}),
+            eight_member=dict(d.get("eight_member") or {}),
+            by_size=tuple(d.get("by_size") or ()),
+            note=d.get("note"),
+        )
+
+
+@dataclass(frozen=True)
+class EnsembleSummary:
+    """`raymtl reduce`'s result: the plan it fused and each task's ensemble."""
+
+    plan: dict[str, Any]  # raymtl.ensemble.plan.EnsemblePlan.to_dict()
+    allow_partial: bool
+    created: str  # "%Y-%m-%dT%H:%M:%S%z"
+    std: str  # the standard deviation convention, in words
+    combination_cap: int  # subsets evaluated per ensemble size, at most
+    tasks: dict[str, TaskSummary]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": SUMMARY_FORMAT,
+            "version": SUMMARY_VERSION,
+            "plan": self.plan,
+            "allow_partial": self.allow_partial,
+            "created": self.created,
+            "std": self.std,
+            "combination_cap": self.combination_cap,
+            "tasks": {t: s.to_dict() for t, s in self.tasks.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], path: str = layout.SUMMARY) -> "EnsembleSummary":
+        _version(d, SUMMARY_VERSION, path)
+        try:
+            return cls(
+                plan=dict(d.get("plan") or {}),
+                allow_partial=bool(d.get("allow_partial")),
+                created=str(d.get("created") or ""),
+                std=str(d.get("std") or ""),
+                combination_cap=int(d.get("combination_cap") or 0),
+                tasks={str(t): TaskSummary.from_dict(s) for t, s in d["tasks"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise InputFileError(path, f"not an ensemble summary ({e!r})") from None
+
+
 def read_manifest(fs: pafs.FileSystem, run_path: str) -> RunManifest:
     path = layout.manifest(run_path)
     return RunManifest.from_dict(_json(fs, path), path)
@@ -138,6 +237,16 @@ def read_result(fs: pafs.FileSystem, run_path: str, trial: str) -> TrialResult:
 def write_result(fs: pafs.FileSystem, run_path: str, result: TrialResult) -> None:
     """Never over a finished result (a FileExistsError)."""
     storage.write_json(fs, layout.result(run_path, result.trial), result.to_dict(), overwrite=False)
+
+
+def read_summary(fs: pafs.FileSystem, run_path: str) -> EnsembleSummary:
+    path = layout.summary(run_path)
+    return EnsembleSummary.from_dict(_json(fs, path), path)
+
+
+def write_summary(fs: pafs.FileSystem, run_path: str, summary: EnsembleSummary) -> None:
+    """Replaces an earlier reduce's summary (reduce is a pure function of the trials)."""
+    storage.write_json(fs, layout.summary(run_path), summary.to_dict())
 
 
 def write_manifest(fs: pafs.FileSystem, run_path: str, manifest: RunManifest) -> None:

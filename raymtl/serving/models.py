@@ -284,7 +284,8 @@ def ensemble_members(run: str, task: str) -> list[TrialInfo]:
     summary_path = layout.summary(path)
     names = None
     if storage.is_file(fs, summary_path):
-        names = (storage.read_json(fs, summary_path).get("tasks", {}).get(task) or {}).get("members")
+        reduced = records.read_summary(fs, path).tasks.get(task)
+        names = list(reduced.members) if reduced is not None else None
     if names is None:
         names = [n for n, t in by_name.items() if t.spec.experiment == member_experiment(task)]
     members = []

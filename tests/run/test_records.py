@@ -61,3 +61,28 @@ def test_newer_or_broken_records_are_refused_naming_the_file(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(InputFileError, match="not a JSON object"):
         R.read_result(fs, run, RESULT.trial)
+
+
+def test_a_summary_round_trips_and_an_unreduced_task_keeps_its_note(tmp_path):
+    fused = R.TaskSummary(
+        n_planned=2, n_members=1, members=("finetune-asc-d1-r1-triple",), missing=("finetune-asc-d2-r1-triple",),
+        missing_reasons={"finetune-asc-d2-r1-triple": "not finished"}, ensemble_accuracy=0.75, n_recordings=4,
+        n_patches=40, n_classes=15, member_accuracy=R.MemberAccuracy(0.75, 0.0, 1, {"finetune-asc-d1-r1-triple": 0.75}),
+        table1={"triple": {"mean": 0.75, "std": 0.0, "n_repeats": 1, "per_repeat": {"1": 0.75}}},
+        eight_member={"combinations": [], "mean": None}, by_size=({"groups": 1, "members": 1, "mean": 0.75},),
+    )  # fmt: skip
+    empty = R.TaskSummary(0, 0, (), (), {}, None, 0, 0, None, R.MemberAccuracy(None, None, 0, {}), {}, {}, (),
+                          note="no aec member has finished; nothing fused")  # fmt: skip
+    summary = R.EnsembleSummary({"divisions": [1, 2]}, True, "2026-12-02T10:00:00+0000", "population (ddof=0)", 50,
+                                {"asc": fused, "aec": empty})  # fmt: skip
+    fs, run = storage.resolve(str(tmp_path))
+    R.write_summary(fs, run, summary)
+    d = json.loads((tmp_path / "ensemble" / "summary.json").read_text())
+    assert (d["format"], d["version"]) == ("raymtl-ensemble-summary", R.SUMMARY_VERSION)
+    assert "note" not in d["tasks"]["asc"] and d["tasks"]["aec"]["note"].startswith("no aec member")
+    assert d["tasks"]["asc"]["member_accuracy"]["per_member"] == {"finetune-asc-d1-r1-triple": 0.75}
+    assert R.read_summary(fs, run) == summary
+    d["tasks"]["asc"].pop("member_accuracy")
+    (tmp_path / "ensemble" / "summary.json").write_text(json.dumps(d))
+    with pytest.raises(InputFileError, match=r"summary.json: not an ensemble summary \(KeyError\('member_accuracy'\)\)"):
+        R.read_summary(fs, run)
