@@ -56,7 +56,10 @@ class StageConfig:
     n_classes: dict[str, int]
     init: dict[str, str | None]  # per target: a stage-1 model file (raymtl.models.checkpoint) or None
     train_dataset: str = "train"  # its training stream among the Train run's datasets
-    shuffle_buffer: int = 2048
+    # The training streams shuffle themselves (file order every pass, patches within a file,
+    # raymtl.data.streams); a local shuffle buffer would copy every batch again for little gain
+    # (benchmarks/bench_stream.py measures it).
+    shuffle_buffer: int | None = None
 
     @property
     def trial(self) -> str:
