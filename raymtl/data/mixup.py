@@ -267,3 +267,22 @@ class MixupPairer:
             out[EVENT_PATCH_INDEX] = self.pool["patch_index"][idx].astype(np.int64)
             out.update(ids)
         return out
+
+
+_POOLS: dict[str, Any] = {}  # event pools fetched by this worker process, by ObjectRef
+
+
+def pair_block(table, *, event_pool: Any, **pairer_kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """`MixupPairer` as a plain function for Ray Data *tasks*: a block of FEATURES clip rows ->
+    pieces of mixup samples. The event pool (an ObjectRef) is fetched once per worker process
+    and kept; Ray reuses its worker processes across tasks and epochs, where an actor pool is
+    started afresh on every pass over the data (seconds each epoch on a small machine)."""
+    import ray
+
+    if isinstance(event_pool, ray.ObjectRef):
+        key = event_pool.hex()
+        if key not in _POOLS:
+            _POOLS.clear()  # one member's pool at a time: a new ref is a new stream
+            _POOLS[key] = ray.get(event_pool)
+        event_pool = _POOLS[key]
+    return MixupPairer(event_pool=event_pool, **pairer_kwargs)(table)

@@ -37,7 +37,7 @@ from raymtl import schema, storage
 from raymtl.config import TASKS, VARIANTS, FeatureConfig
 from raymtl.data import stored
 from raymtl.data.features import ESC_IMAGES, VARIANT_IMAGES
-from raymtl.data.mixup import MixupPairer, load_event_pool, splitmix64
+from raymtl.data.mixup import MixupPairer, load_event_pool, pair_block, splitmix64
 from raymtl.data.splits import SPLITS, check_division, split_of
 from raymtl.errors import ConfigError, UserError
 
@@ -53,6 +53,8 @@ READ_WITH_DATASOURCE_V2 = False  # see _read
 # does the work (cutting, mixing): it gets the larger share.
 DATA_CPUS = 0.25
 PAIRER_CPUS = 0.75
+# mixup_stream(pairing="tasks"): the read, the cut and the pairing of a file in one task.
+PAIR_TASK_CPUS = 0.5
 PATCHES_PER_BLOCK = 1024  # 64 MiB of float32 patches: the largest block a cut emits
 _SUBSAMPLE_SALT = np.uint64(0x5EED5A3B1E0F7A11)  # keeps the subsample unrelated to mixup partners
 
@@ -434,8 +436,9 @@ def mixup_stream(
     trace: bool = False,
     materialize_scenes: bool = False,
     batch_size: int | None = None,
+    pairing: str = "tasks",
     concurrency: int | tuple[int, int] = 1,
-    num_cpus: float = DATA_CPUS,
+    num_cpus: float | None = None,
     pairer_cpus: float = PAIRER_CPUS,
 ):
     """Mixup samples of `division`'s `split` ("train" or "validation"): {x, y_asc, y_aec}.
@@ -449,10 +452,13 @@ def mixup_stream(
     `fits_in_object_store`). `shuffle` shuffles the files (blocks) every pass and the patches
     within each block (a permutation drawn from (seed, epoch)): no local shuffle buffer needed.
     The pairing actors receive whole blocks of clip rows, cut the scene patches and emit pieces
-    of at most `batch_size` (default `PATCHES_PER_BLOCK`) mixup samples. `concurrency` sizes the
-    pairing actor pool; `num_cpus` is what each read task asks for, `pairer_cpus` each pairing
-    actor (see `DATA_CPUS`): the stream needs their sum free beside the Train workers, or it
-    waits for CPUs forever.
+    of at most `batch_size` (default `PATCHES_PER_BLOCK`) mixup samples.
+
+    `pairing="tasks"` (the default) reads, cuts and pairs a file in one Ray task
+    (`mixup.pair_block`, `num_cpus` each, default `PAIR_TASK_CPUS`); `"actors"` reads in tasks
+    (`num_cpus`, default `DATA_CPUS`) and pairs in a pool of `concurrency` `MixupPairer` actors
+    (`pairer_cpus` each), started afresh every pass (benchmarks/bench_stream.py compares them).
+    The stream needs these CPUs free beside the Train workers, or it waits for them forever.
     """
     import ray
 
@@ -465,31 +471,38 @@ def mixup_stream(
     if event_pool_ref is None:
         event_pool_ref = ray.put(load_event_pool(features, division, split))
     shuffle_seed = seed if shuffle else None
+    if pairing not in ("tasks", "actors"):
+        raise ConfigError(f"unknown pairing {pairing!r}; valid: tasks, actors")
+    if num_cpus is None:
+        num_cpus = PAIR_TASK_CPUS if pairing == "tasks" else DATA_CPUS
     scenes = _read(features, "tut2017", division, split, _clip_columns("tut2017", images), shuffle_seed, num_cpus)
     if materialize_scenes:
         scenes = _keep(scenes, shuffle_seed)
+    pairer_kwargs = dict(
+        seed=seed,
+        epoch=epoch,
+        trace=trace,
+        images=images,
+        keep_fraction=keep_fraction,
+        shuffle=shuffle,
+        batch_size=batch_size or PATCHES_PER_BLOCK,
+        features=FeatureConfig(**manifest["features"]),
+    )
+    common = dict(batch_size=None, batch_format="pyarrow", zero_copy_batch=True)  # whole blocks of clip rows
+    if pairing == "tasks":
+        # The same num_cpus as the read's, so that Ray Data fuses the two into one task.
+        return scenes.map_batches(pair_block, fn_kwargs=dict(event_pool=event_pool_ref, **pairer_kwargs),
+                                  num_cpus=num_cpus, **common)  # fmt: skip
     if isinstance(concurrency, int):
         compute = ray.data.ActorPoolStrategy(size=concurrency)
     else:
         compute = ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     return scenes.map_batches(
         MixupPairer,
-        fn_constructor_kwargs=dict(
-            event_pool=event_pool_ref,
-            seed=seed,
-            epoch=epoch,
-            trace=trace,
-            images=images,
-            keep_fraction=keep_fraction,
-            shuffle=shuffle,
-            batch_size=batch_size or PATCHES_PER_BLOCK,
-            features=FeatureConfig(**manifest["features"]),
-        ),
-        batch_size=None,  # whole blocks of clip rows; the pairer emits patch pieces
-        batch_format="pyarrow",
-        zero_copy_batch=True,
+        fn_constructor_kwargs=dict(event_pool=event_pool_ref, **pairer_kwargs),
         compute=compute,
         num_cpus=pairer_cpus,
+        **common,
     )
 
 

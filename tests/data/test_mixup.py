@@ -267,6 +267,7 @@ def test_pairs_do_not_depend_on_batch_size_actors_or_file_order(
         pool_ref,
         trace=True,
         batch_size=37,
+        pairing="actors",
         concurrency=2,
         shuffle=True,
     )
