@@ -23,10 +23,12 @@ from raymtl.data.streams import (
     class_counts,
     event_patches,
     expected_patches,
+    fits_in_object_store,
     mixup_stream,
     scene_patches,
     single_task_stream,
     split_files,
+    stored_bytes,
     test_patches,
 )
 from raymtl.errors import ConfigError, UserError
@@ -270,3 +272,25 @@ def test_a_stream_opens_only_the_files_of_its_split(tiny_features):
         t = pa.concat_tables(pq.read_table(tiny_features / f, columns=["dataset", "subset", "fold"]) for f in p["files"])
         assert t.num_rows == p["clips"] > 0
         assert set(t["dataset"].to_pylist()) == {p["dataset"]} and set(t["fold"].to_pylist()) == {p["fold"]}
+
+
+def test_materialized_and_shuffled_streams_give_the_same_rows_in_another_order(tiny_features):
+    def rows(ds):
+        got = _collect(ds)
+        return list(zip(got[Y_ASC].tolist(), got[schema.X].reshape(len(got[Y_ASC]), -1).sum(1).round(2).tolist()))
+
+    plain = rows(single_task_stream(str(tiny_features), "asc", 1, "train", "quadruple"))
+    kept = single_task_stream(str(tiny_features), "asc", 1, "train", "quadruple", shuffle_seed=3, materialize=True)
+    first, second = rows(kept), rows(kept)  # two passes over the kept clip rows
+    assert len(plain) == expected_patches(str(tiny_features), "tut2017", 1, "train", "quadruple")
+    assert sorted(first) == sorted(plain) == sorted(second)
+    assert first != plain  # shuffled within the block, without a local shuffle buffer
+
+
+def test_what_is_kept_in_memory_is_decided_from_the_object_store(tiny_features, ray_session, meta):
+    capacity = ray_session.cluster_resources()["object_store_memory"]
+    n = stored_bytes(str(tiny_features), "tut2017", 1, "train", "quadruple")
+    # Left and right of each training clip (quadruple and triple alike: sum and diff are derived).
+    assert n == stored_bytes(str(tiny_features), "tut2017", 1, "train", "triple") == _clips(meta, "tut2017", "dev", [2, 3, 4]) * 2 * 128 * 431 * 2
+    assert fits_in_object_store(n)
+    assert not fits_in_object_store(int(capacity))  # more than the share a member may keep
