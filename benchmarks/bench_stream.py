@@ -178,7 +178,11 @@ def ray_epochs(
     from raymtl.data.mixup import EpochCounter, load_event_pool
     from raymtl.data.streams import mixup_stream
 
-    label = "materialized" if materialize else f"shuffle buffer {shuffle_buffer}" if shuffle_buffer else "streamed"
+    label = (
+        "materialized"
+        if materialize
+        else f"shuffle buffer {shuffle_buffer}" if shuffle_buffer else "streamed"
+    )
     t0 = time.perf_counter()
     pool_ref = ray.put(load_event_pool(str(features), DIVISION, "train"))
     counter = EpochCounter.start(0)
@@ -210,13 +214,26 @@ def ray_epochs(
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_stream", description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", choices=("tiny", "demo", "full"), default="demo", help="synthetic data size (default demo)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench_stream", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--size", choices=("tiny", "demo", "full"), default="demo", help="synthetic data size (default demo)"
+    )
     p.add_argument("--features", help="a FEATURES folder to use instead of the synthetic data of --size")
     p.add_argument("--variant", choices=("triple", "quadruple"), default="triple")
-    p.add_argument("--epochs", type=int, default=3, help="Ray epochs per path; the first is reported apart (default 3)")
-    p.add_argument("--pairing", choices=("tasks", "actors"), default="tasks", help="mixup_stream's pairing (default tasks)")
-    p.add_argument("--concurrency", type=int, default=1, help="mixup actors, with --pairing actors (default 1)")
+    p.add_argument(
+        "--epochs", type=int, default=3, help="Ray epochs per path; the first is reported apart (default 3)"
+    )
+    p.add_argument(
+        "--pairing",
+        choices=("tasks", "actors"),
+        default="tasks",
+        help="mixup_stream's pairing (default tasks)",
+    )
+    p.add_argument(
+        "--concurrency", type=int, default=1, help="mixup actors, with --pairing actors (default 1)"
+    )
     p.add_argument("--skip", default="", help="comma-separated paths not to run: buffer,materialized,plain")
     args = p.parse_args(argv)
     if args.epochs < 2:
@@ -233,18 +250,33 @@ def main(argv: list[str] | None = None) -> dict:
     features = Path(args.features) if args.features else common_features(args.size)
     size = args.size if not args.features else f"{args.size} ({features})"
     seed = 0
-    result: dict = {"size": size, "variant": args.variant, "pairing": args.pairing, "concurrency": args.concurrency}
+    result: dict = {
+        "size": size,
+        "variant": args.variant,
+        "pairing": args.pairing,
+        "concurrency": args.concurrency,
+    }
     with MemorySampler() as mem:
         ensure_ray()
         ray.data.DataContext.get_current().enable_progress_bars = False
         result["cpus"] = int(ray.cluster_resources().get("CPU", 0))
-        streamed = ray_epochs(features, args.variant, seed, args.epochs, args.concurrency, pairing=args.pairing)
+        streamed = ray_epochs(
+            features, args.variant, seed, args.epochs, args.concurrency, pairing=args.pairing
+        )
         result["peak_private_bytes_streamed"] = mem.peak_private
         if "buffer" not in skip:
-            buffered = ray_epochs(features, args.variant, seed, 2, args.concurrency, pairing=args.pairing, shuffle_buffer=2048)
+            buffered = ray_epochs(
+                features, args.variant, seed, 2, args.concurrency, pairing=args.pairing, shuffle_buffer=2048
+            )
         if "materialized" not in skip:
             kept = ray_epochs(
-                features, args.variant, seed, args.epochs, args.concurrency, pairing=args.pairing, materialize=True
+                features,
+                args.variant,
+                seed,
+                args.epochs,
+                args.concurrency,
+                pairing=args.pairing,
+                materialize=True,
             )
         plain_rate = None
         if "plain" not in skip:
@@ -275,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
     lines = [
         f"bench_stream ({size}, {args.variant}, division {DIVISION} train, {n} patches/epoch, "
         f"{result['cpus']} CPUs, pairing in {args.pairing}"
-        + (f", {args.concurrency} actor(s)" if args.pairing == "actors" else "") + "):",
+        + (f", {args.concurrency} actor(s)" if args.pairing == "actors" else "")
+        + "):",
         f"  build {streamed['build_s']:.1f} s (first batch after {streamed['first_batch_s']:.1f} s); "
         f"streamed {rate:.0f} patches/s (first epoch {streamed['first_epoch_patches_per_s']:.0f})",
         f"  bytes read per epoch {read / 2**20:.1f} MiB ({read / n:.0f} B/patch); FEATURES {total / 2**20:.1f} MiB on disk",
@@ -293,7 +326,9 @@ def main(argv: list[str] | None = None) -> dict:
     if plain_rate is not None:
         result["plain_patches_per_s"] = round(plain_rate, 1)
         result["ratio_ray_to_plain"] = round(rate / plain_rate, 3)
-        lines.append(f"  plain pyarrow+numpy in one process: {plain_rate:.0f} patches/s; ratio Ray/plain {rate / plain_rate:.2f}")
+        lines.append(
+            f"  plain pyarrow+numpy in one process: {plain_rate:.0f} patches/s; ratio Ray/plain {rate / plain_rate:.2f}"
+        )
     lines.append(
         f"  peak memory: {mem.peak_private / 2**20:.0f} MiB private (driver + Ray workers), "
         f"{mem.peak_shared / 2**20:.0f} MiB object store mapped"

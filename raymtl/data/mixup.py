@@ -238,7 +238,11 @@ class MixupPairer:
         if self.shuffle:
             index = index.take(block_order(index, self.seed, epoch))
         label = table.column(schema.LABEL).to_numpy().astype(np.int64)
-        clip = np.asarray(table.column(schema.CLIP).to_numpy(zero_copy_only=False), dtype=object) if self.trace else None
+        clip = (
+            np.asarray(table.column(schema.CLIP).to_numpy(zero_copy_only=False), dtype=object)
+            if self.trace
+            else None
+        )
         names = np.asarray(self.images, dtype=object)
         for start in range(0, len(index), self.batch_size):
             part = index.take(slice(start, start + self.batch_size))
@@ -249,7 +253,9 @@ class MixupPairer:
                        schema.PATCH_INDEX: part.patch.astype(np.int32)}  # fmt: skip
             yield self._mix(scene, part.key, label[part.row], ids, epoch)
 
-    def _mix(self, scene: np.ndarray, keys: np.ndarray, scene_label, ids, epoch: int) -> dict[str, np.ndarray]:
+    def _mix(
+        self, scene: np.ndarray, keys: np.ndarray, scene_label, ids, epoch: int
+    ) -> dict[str, np.ndarray]:
         """Eq. 1 in place on `scene` (B, 128, 128), a float32 array the caller gives up."""
         idx = partner_indices(keys, self.seed, epoch, len(self.pool["label"]))
         # x = 0.5 * scene + 0.5 * event: both products are exact (a power of two), so this is

@@ -75,7 +75,9 @@ def decode(column, n_mels: int, n_frames: int) -> np.ndarray:
         return np.zeros((0, n_mels, n_frames), np.int16)
     if arr.null_count:
         raise ValueError("a channel image is missing (null) in a FEATURES row")
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if pa.types.is_large_binary(arr.type) else np.int32)
+    offsets = np.frombuffer(
+        arr.buffers()[1], dtype=np.int64 if pa.types.is_large_binary(arr.type) else np.int32
+    )
     offsets = offsets[arr.offset : arr.offset + n + 1]
     if not (np.diff(offsets) == size).all():
         raise ValueError(f"channel images of unequal size in one block (expected {size} bytes each)")
@@ -97,7 +99,11 @@ def patch_keys(clip: str, images: Sequence[str], n_patches: int) -> np.ndarray:
     from raymtl.data.mixup import key_hash
 
     n = len(images) * n_patches
-    return key_hash([clip] * n, np.repeat(np.asarray(images, dtype=object), n_patches), np.tile(np.arange(n_patches), len(images)))
+    return key_hash(
+        [clip] * n,
+        np.repeat(np.asarray(images, dtype=object), n_patches),
+        np.tile(np.arange(n_patches), len(images)),
+    )
 
 
 def key_matrix(column, n_keys: int) -> np.ndarray:
@@ -121,7 +127,7 @@ class PatchIndex:
         self.row, self.image, self.patch, self.key = row, image, patch, key
 
     @classmethod
-    def of(cls, keys: np.ndarray, dataset: str, images: Sequence[str], n_patches: int) -> "PatchIndex":
+    def of(cls, keys: np.ndarray, dataset: str, images: Sequence[str], n_patches: int) -> PatchIndex:
         """Every patch of the `images` of each row; `keys` is `key_matrix`'s (rows, n_keys)."""
         n_rows = len(keys)
         k = len(images)
@@ -135,12 +141,15 @@ class PatchIndex:
     def __len__(self) -> int:
         return len(self.row)
 
-    def take(self, sel: np.ndarray) -> "PatchIndex":
+    def take(self, sel: np.ndarray) -> PatchIndex:
         return PatchIndex(self.row[sel], self.image[sel], self.patch[sel], self.key[sel])
 
 
 def cut(
-    stored: dict[str, np.ndarray], images: Sequence[str], index: PatchIndex, cfg: FeatureConfig = FeatureConfig()
+    stored: dict[str, np.ndarray],
+    images: Sequence[str],
+    index: PatchIndex,
+    cfg: FeatureConfig = FeatureConfig(),
 ) -> np.ndarray:
     """The patches `index` names -> (M, n_mels, patch_frames) float32.
 
@@ -149,7 +158,9 @@ def cut(
     n_mels = next(iter(stored.values())).shape[1]
     out = np.empty((len(index), n_mels, cfg.patch_frames), dtype=np.float32)
     windows = {
-        name: np.lib.stride_tricks.sliding_window_view(a, cfg.patch_frames, axis=2)[:, :, :: cfg.patch_hop_frames]
+        name: np.lib.stride_tricks.sliding_window_view(a, cfg.patch_frames, axis=2)[
+            :, :, :: cfg.patch_hop_frames
+        ]
         for name, a in stored.items()
     }  # (rows, n_mels, n_patches, patch_frames) views
 

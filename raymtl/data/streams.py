@@ -118,7 +118,9 @@ def _stored_for(images: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(s for im in images for s in need.get(im, (im,))))
 
 
-def split_partitions(manifest: dict[str, Any], dataset: str, division: int, split: str) -> list[dict[str, Any]]:
+def split_partitions(
+    manifest: dict[str, Any], dataset: str, division: int, split: str
+) -> list[dict[str, Any]]:
     """The partitions of manifest.json that make up `dataset`'s `split` in `division`."""
     return [
         p
@@ -184,7 +186,11 @@ def split_files(features: str, dataset: str, division: int, split: str) -> list[
     """Paths of the Parquet files that hold `dataset`'s `split` in `division` (and no others)."""
     manifest = read_manifest(features)
     _, path = storage.resolve(features)
-    return [storage.join(path, f) for p in split_partitions(manifest, dataset, division, split) for f in p["files"]]
+    return [
+        storage.join(path, f)
+        for p in split_partitions(manifest, dataset, division, split)
+        for f in p["files"]
+    ]
 
 
 def _read(
@@ -250,14 +256,18 @@ def patch_index(
     """A block of clip rows (one frame count) -> (the patches to emit, the decoded stored images)."""
     n_frames = table.column(stored.N_FRAMES).to_numpy()
     if len(n_frames) and (n_frames != n_frames[0]).any():
-        raise ValueError(f"clips of unequal length in one {dataset} block: {sorted(set(n_frames.tolist()))} frames")
+        raise ValueError(
+            f"clips of unequal length in one {dataset} block: {sorted(set(n_frames.tolist()))} frames"
+        )
     frames = int(n_frames[0]) if len(n_frames) else cfg.n_frames(cfg.esc_duration_s)
     n_patches = cfg.n_patches(frames)
     keys = stored.key_matrix(table.column(stored.PATCH_KEYS), len(stored.KEYED_IMAGES[dataset]) * n_patches)
     index = stored.PatchIndex.of(keys, dataset, images, n_patches)
     if keep_fraction < 1:
         index = index.take(np.flatnonzero(subsample_mask(index.key, keep_fraction)))
-    images_int16 = {name: stored.decode(table.column(name), cfg.n_mels, frames) for name in _stored_for(images)}
+    images_int16 = {
+        name: stored.decode(table.column(name), cfg.n_mels, frames) for name in _stored_for(images)
+    }
     return index, images_int16
 
 
@@ -290,7 +300,9 @@ def _cut_block(
         schema.CLIP: np.asarray(table.column(schema.CLIP).to_numpy(zero_copy_only=False), dtype=object),
     }
     if schema.DATASET in columns:
-        meta[schema.DATASET] = np.asarray(table.column(schema.DATASET).to_numpy(zero_copy_only=False), dtype=object)
+        meta[schema.DATASET] = np.asarray(
+            table.column(schema.DATASET).to_numpy(zero_copy_only=False), dtype=object
+        )
     image_names = np.asarray(images, dtype=object)
     for start in range(0, len(index), PATCHES_PER_BLOCK):
         part = index.take(slice(start, start + PATCHES_PER_BLOCK))
@@ -327,7 +339,9 @@ def _stream(
     cfg = FeatureConfig(**manifest["features"])
     keep_fraction = _keep_fraction(features, dataset, division, split, variant, max_patches)
     extra = (schema.DATASET,) if schema.DATASET in columns else ()
-    ds = _read(features, dataset, division, split, _clip_columns(dataset, images, extra), shuffle_seed, num_cpus)
+    ds = _read(
+        features, dataset, division, split, _clip_columns(dataset, images, extra), shuffle_seed, num_cpus
+    )
     if materialize:
         ds = _keep(ds, shuffle_seed)
     return ds.map_batches(
@@ -363,7 +377,9 @@ def _keep(ds, shuffle_seed: int | None):
 
     ds = ds.materialize()  # transforms after this re-run on every pass; the read does not
     if shuffle_seed is not None:
-        ds = ds.randomize_block_order(seed=ray.data.RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True))
+        ds = ds.randomize_block_order(
+            seed=ray.data.RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True)
+        )
     return ds
 
 
@@ -475,7 +491,9 @@ def mixup_stream(
         raise ConfigError(f"unknown pairing {pairing!r}; valid: tasks, actors")
     if num_cpus is None:
         num_cpus = PAIR_TASK_CPUS if pairing == "tasks" else DATA_CPUS
-    scenes = _read(features, "tut2017", division, split, _clip_columns("tut2017", images), shuffle_seed, num_cpus)
+    scenes = _read(
+        features, "tut2017", division, split, _clip_columns("tut2017", images), shuffle_seed, num_cpus
+    )
     if materialize_scenes:
         scenes = _keep(scenes, shuffle_seed)
     pairer_kwargs = dict(
@@ -546,7 +564,13 @@ TEST_COLUMNS = (schema.X, schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATC
 
 
 def test_patches(
-    features: str, dataset: str, division: int, variant: str, *, materialize: bool = False, num_cpus: float = DATA_CPUS
+    features: str,
+    dataset: str,
+    division: int,
+    variant: str,
+    *,
+    materialize: bool = False,
+    num_cpus: float = DATA_CPUS,
 ):
     """The test rows of `dataset` ("tut2017" or "esc50") in `division`, for scoring:
     {x, dataset, clip, image, patch_index, label}. TUT: the evaluation set, the variant's images;

@@ -230,6 +230,8 @@ def run_trials(
     for s in stages:
         log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs, "GPU" if use_gpu else "CPU")
     t0 = time.perf_counter()
+    datasets = _datasets(stages, features, counter)
+    log.info("%s: streams ready in %.1f s", name, time.perf_counter() - t0)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"loop": LoopConfig(run=run, stages=tuple(stages), class_names=class_names,
@@ -240,7 +242,7 @@ def run_trials(
             resources_per_worker={"CPU": options.cpus_per_worker}
             | ({"GPU": options.gpus_per_worker} if use_gpu else {}),
         ),
-        datasets=_datasets(stages, features, counter),
+        datasets=datasets,
         # One worker: a split would be the whole dataset anyway, and each split stream costs a
         # coordinator actor (seconds of start-up on a small machine).
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),

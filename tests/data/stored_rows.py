@@ -15,7 +15,15 @@ from raymtl import schema
 from raymtl.config import FeatureConfig
 
 KEYED = {"esc50": ("mono",), "tut2017": ("left", "right", "sum", "diff")}
-META = (schema.DATASET, schema.SUBSET, schema.CLIP, schema.SOURCE, schema.FOLD, schema.LABEL, schema.CLASS_NAME)
+META = (
+    schema.DATASET,
+    schema.SUBSET,
+    schema.CLIP,
+    schema.SOURCE,
+    schema.FOLD,
+    schema.LABEL,
+    schema.CLASS_NAME,
+)
 
 
 def manifest(features: Path) -> dict:

@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute
 import pytest
 import soundfile as sf
 
@@ -19,11 +19,11 @@ from raymtl import schema
 from raymtl.cli import main
 from raymtl.data.classes import ESC50_CLASSES, TUT2017_SCENES
 from raymtl.data.featurize import featurize
-from raymtl.errors import OutputExistsError
 from raymtl.data.mixup import key_hash
+from raymtl.errors import OutputExistsError
 from tests.conftest import REAL, require_shared
-from tests.data.stored_rows import clip_rows, patch_meta
 from tests.data.layout_builders import make_esc, make_tut
+from tests.data.stored_rows import clip_rows, patch_meta
 
 
 def _read(features, columns=None):

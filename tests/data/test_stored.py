@@ -19,7 +19,7 @@ CFG = FeatureConfig()
 def binaural_images():
     """Real-looking channel images: noise bursts and a tone, through the paper's log-mel."""
     rng = np.random.default_rng(3)
-    t = np.arange(int(10 * 44100)) / 44100
+    t = np.arange(10 * 44100) / 44100
     left = 0.3 * np.sin(2 * np.pi * 440 * t) * (t % 2 < 1) + 0.05 * rng.standard_normal(len(t))
     right = 0.1 * rng.standard_normal(len(t)) * (t > 3)  # silent (digital zero) for 3 s: -100 dB
     return channel_images(np.stack([left, right], axis=1).astype(np.float32), LogMel(CFG))
@@ -33,7 +33,9 @@ def test_quantized_images_are_within_1_256_db_and_sum_diff_within_1_128_db(binau
     """The error bound that allows int16 storage: far below 0.05 dB, on every image."""
     q = _stored(binaural_images)
     n = CFG.n_patches(431)
-    index = stored.PatchIndex(np.zeros(4 * n, int), np.repeat(np.arange(4), n), np.tile(np.arange(n), 4), np.zeros(4 * n, np.uint64))
+    index = stored.PatchIndex(
+        np.zeros(4 * n, int), np.repeat(np.arange(4), n), np.tile(np.arange(n), 4), np.zeros(4 * n, np.uint64)
+    )
     got = stored.cut(q, ("left", "right", "sum", "diff"), index, CFG).reshape(4, n, 128, 128)
     assert binaural_images["right"].min() == pytest.approx(-100.0)  # the silent part: the dB floor
     for i, name in enumerate(("left", "right", "sum", "diff")):
@@ -74,11 +76,14 @@ def test_precomputed_keys_are_the_key_hash_of_each_patch():
     matrix = np.stack([keys, stored.patch_keys("audio/b.wav", stored.KEYED_IMAGES["tut2017"], 10)])
     index = stored.PatchIndex.of(matrix, "tut2017", ("left", "right", "sum", "diff"), 10)
     assert len(index) == 80
-    assert index.key.tolist() == key_hash(
-        ["audio/a001_0_10.wav"] * 40 + ["audio/b.wav"] * 40,
-        np.tile(np.repeat(["left", "right", "sum", "diff"], 10), 2),
-        np.tile(np.arange(10), 8),
-    ).tolist()
+    assert (
+        index.key.tolist()
+        == key_hash(
+            ["audio/a001_0_10.wav"] * 40 + ["audio/b.wav"] * 40,
+            np.tile(np.repeat(["left", "right", "sum", "diff"], 10), 2),
+            np.tile(np.arange(10), 8),
+        ).tolist()
+    )
     triple = stored.PatchIndex.of(matrix, "tut2017", ("left", "right", "sum"), 10)
     assert len(triple) == 60 and set(triple.image.tolist()) == {0, 1, 2}
 

@@ -15,9 +15,6 @@ import pytest
 import torch
 
 from raymtl import schema
-from tests.data.stored_rows import clip_rows, files, stored_image
-from tests.data.stored_rows import manifest as stored_manifest
-from tests.data.test_mixup import read_meta
 from raymtl.data.streams import (
     TEST_COLUMNS,
     class_counts,
@@ -32,6 +29,9 @@ from raymtl.data.streams import (
     test_patches,
 )
 from raymtl.errors import ConfigError, UserError
+from tests.data.stored_rows import clip_rows, files, stored_image
+from tests.data.stored_rows import manifest as stored_manifest
+from tests.data.test_mixup import read_meta
 
 Y_ASC, Y_AEC = schema.TASK_LABEL["asc"], schema.TASK_LABEL["aec"]
 
@@ -257,19 +257,26 @@ def test_a_stream_opens_only_the_files_of_its_split(tiny_features):
     }
 
     def opened(dataset, division, split):
-        return {str(Path(f).relative_to(tiny_features)).split("/")[0] for f in split_files(str(tiny_features), dataset, division, split)}
+        return {
+            str(Path(f).relative_to(tiny_features)).split("/")[0]
+            for f in split_files(str(tiny_features), dataset, division, split)
+        }
 
     assert opened("tut2017", 2, "train") == {"tut2017-dev-fold-1", "tut2017-dev-fold-3", "tut2017-dev-fold-4"}
     assert opened("tut2017", 2, "validation") == {"tut2017-dev-fold-2"}
     assert opened("tut2017", 4, "test") == {"tut2017-eval"}
     assert opened("esc50", 1, "train") == {"esc50-fold-3", "esc50-fold-4", "esc50-fold-5"}
-    assert opened("esc50", 4, "validation") == {"esc50-fold-5"} and opened("esc50", 4, "test") == {"esc50-fold-4"}
+    assert opened("esc50", 4, "validation") == {"esc50-fold-5"} and opened("esc50", 4, "test") == {
+        "esc50-fold-4"
+    }
     # The partitions' clips and patches add up to the manifest's totals, and each file holds its
     # partition's clips only.
     manifest = stored_manifest(tiny_features)
     assert sum(p["patches"] for p in by_part.values()) == manifest["patches"]
     for name, p in by_part.items():
-        t = pa.concat_tables(pq.read_table(tiny_features / f, columns=["dataset", "subset", "fold"]) for f in p["files"])
+        t = pa.concat_tables(
+            pq.read_table(tiny_features / f, columns=["dataset", "subset", "fold"]) for f in p["files"]
+        )
         assert t.num_rows == p["clips"] > 0
         assert set(t["dataset"].to_pylist()) == {p["dataset"]} and set(t["fold"].to_pylist()) == {p["fold"]}
 
@@ -277,10 +284,14 @@ def test_a_stream_opens_only_the_files_of_its_split(tiny_features):
 def test_materialized_and_shuffled_streams_give_the_same_rows_in_another_order(tiny_features):
     def rows(ds):
         got = _collect(ds)
-        return list(zip(got[Y_ASC].tolist(), got[schema.X].reshape(len(got[Y_ASC]), -1).sum(1).round(2).tolist()))
+        return list(
+            zip(got[Y_ASC].tolist(), got[schema.X].reshape(len(got[Y_ASC]), -1).sum(1).round(2).tolist())
+        )
 
     plain = rows(single_task_stream(str(tiny_features), "asc", 1, "train", "quadruple"))
-    kept = single_task_stream(str(tiny_features), "asc", 1, "train", "quadruple", shuffle_seed=3, materialize=True)
+    kept = single_task_stream(
+        str(tiny_features), "asc", 1, "train", "quadruple", shuffle_seed=3, materialize=True
+    )
     first, second = rows(kept), rows(kept)  # two passes over the kept clip rows
     assert len(plain) == expected_patches(str(tiny_features), "tut2017", 1, "train", "quadruple")
     assert sorted(first) == sorted(plain) == sorted(second)
@@ -291,6 +302,10 @@ def test_what_is_kept_in_memory_is_decided_from_the_object_store(tiny_features, 
     capacity = ray_session.cluster_resources()["object_store_memory"]
     n = stored_bytes(str(tiny_features), "tut2017", 1, "train", "quadruple")
     # Left and right of each training clip (quadruple and triple alike: sum and diff are derived).
-    assert n == stored_bytes(str(tiny_features), "tut2017", 1, "train", "triple") == _clips(meta, "tut2017", "dev", [2, 3, 4]) * 2 * 128 * 431 * 2
+    assert (
+        n
+        == stored_bytes(str(tiny_features), "tut2017", 1, "train", "triple")
+        == _clips(meta, "tut2017", "dev", [2, 3, 4]) * 2 * 128 * 431 * 2
+    )
     assert fits_in_object_store(n)
     assert not fits_in_object_store(int(capacity))  # more than the share a member may keep
