@@ -170,6 +170,7 @@ def ray_epochs(
     concurrency: int,
     *,
     pairing: str = "tasks",
+    block_patches: int | None = None,
     materialize: bool = False,
     shuffle_buffer: int | None = None,
 ) -> dict:
@@ -188,7 +189,8 @@ def ray_epochs(
     counter = EpochCounter.start(0)
     ds = mixup_stream(
         str(features), DIVISION, "train", variant, seed, counter, pool_ref,
-        pairing=pairing, concurrency=concurrency, materialize_scenes=materialize, shuffle=True,
+        pairing=pairing,
+        batch_size=block_patches, concurrency=concurrency, materialize_scenes=materialize, shuffle=True,
     )  # fmt: skip
     build_s = time.perf_counter() - t0
     out, first_batch_s = [], None
@@ -231,6 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
         default="tasks",
         help="mixup_stream's pairing (default tasks)",
     )
+    p.add_argument("--block-patches", type=int, help="patches per block the pairing emits (default 1024)")
     p.add_argument(
         "--concurrency", type=int, default=1, help="mixup actors, with --pairing actors (default 1)"
     )
@@ -261,12 +264,12 @@ def main(argv: list[str] | None = None) -> dict:
         ray.data.DataContext.get_current().enable_progress_bars = False
         result["cpus"] = int(ray.cluster_resources().get("CPU", 0))
         streamed = ray_epochs(
-            features, args.variant, seed, args.epochs, args.concurrency, pairing=args.pairing
+            features, args.variant, seed, args.epochs, args.concurrency, pairing=args.pairing, block_patches=args.block_patches
         )
         result["peak_private_bytes_streamed"] = mem.peak_private
         if "buffer" not in skip:
             buffered = ray_epochs(
-                features, args.variant, seed, 2, args.concurrency, pairing=args.pairing, shuffle_buffer=2048
+                features, args.variant, seed, 2, args.concurrency, pairing=args.pairing, block_patches=args.block_patches, shuffle_buffer=2048
             )
         if "materialized" not in skip:
             kept = ray_epochs(
@@ -276,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict:
                 args.epochs,
                 args.concurrency,
                 pairing=args.pairing,
+                block_patches=args.block_patches,
                 materialize=True,
             )
         plain_rate = None

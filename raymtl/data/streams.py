@@ -13,13 +13,14 @@
 A split is a set of partitions (dataset, subset, fold): `manifest.json` names their files, and a
 stream reads those files and no others, only the columns it needs (left and right for any TUT
 variant, mono for ESC-50). Each file is one block; the patches are cut from the clip rows in
-the task that read them (or, for mixup, in the pairing actor) and emitted in pieces of at most
-`PATCHES_PER_BLOCK`. With a shuffle seed, a stream shuffles the order of the files every pass
-and the patches within each file, so training needs no local shuffle buffer.
+the task that read them (for mixup, paired there too) and emitted in blocks of at most
+`PATCHES_PER_BLOCK`, one training batch: `iter_torch_batches` then hands blocks on whole. With
+a shuffle seed, a stream shuffles the order of the files every pass and the patches within each
+file, so training needs no local shuffle buffer.
 
-`materialize=True` (`materialize_scenes` for mixup) keeps the split's clip rows (int16, a
-quarter of the float32 patches' bytes... and no 4x overlap) in the object store after the first
-read: later passes only cut (and pair). `fits_in_object_store` says when that is wise.
+`materialize=True` (`materialize_scenes` for mixup) keeps the split's clip rows (int16, each
+frame once: an eighth of the float32 patches' bytes) in the object store after the first read:
+later passes only cut (and pair). `fits_in_object_store` says when it may.
 
 `max_patches` bounds a stream for small presets: a row is kept when the hash of its key
 (clip, image, patch_index) falls below max_patches / (rows in the split), so about
@@ -55,7 +56,10 @@ DATA_CPUS = 0.25
 PAIRER_CPUS = 0.75
 # mixup_stream(pairing="tasks"): the read, the cut and the pairing of a file in one task.
 PAIR_TASK_CPUS = 0.5
-PATCHES_PER_BLOCK = 1024  # 64 MiB of float32 patches: the largest block a cut emits
+# Patches per block a cut emits: one training batch (16 MiB). Measured at full size
+# (benchmarks/bench_stream.py --block-patches): 1024-patch blocks, re-sliced into batches by
+# iter_torch_batches, delivered less in the same conditions and held more object store memory.
+PATCHES_PER_BLOCK = 256
 _SUBSAMPLE_SALT = np.uint64(0x5EED5A3B1E0F7A11)  # keeps the subsample unrelated to mixup partners
 
 

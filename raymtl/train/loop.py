@@ -57,8 +57,8 @@ class StageConfig:
     init: dict[str, str | None]  # per target: a stage-1 model file (raymtl.models.checkpoint) or None
     train_dataset: str = "train"  # its training stream among the Train run's datasets
     # The training streams shuffle themselves (file order every pass, patches within a file,
-    # raymtl.data.streams); a local shuffle buffer would copy every batch again for little gain
-    # (benchmarks/bench_stream.py measures it).
+    # raymtl.data.streams), so no local shuffle buffer by default: it holds 2048 patches and
+    # copies every batch once more (benchmarks/bench_stream.py measures the stream with one).
     shuffle_buffer: int | None = None
 
     @property
