@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEMO_OUT ?= demo-out
 
-.PHONY: install install-test test test-quick demo bench clean browser
+.PHONY: install install-test test test-quick demo bench bench-stream-full member-full clean browser
 
 install: $(STAMP)
 install-test: $(TEST_STAMP)
@@ -42,6 +42,20 @@ demo: install
 
 bench: install-test
 	$(PY) -m benchmarks.run_all
+
+# Paper-size data path (not in CI): the full synthetic data and its FEATURES, made once under
+# $(FULL_OUT); then the stream benchmark, or one member end to end (small network, one epoch a stage).
+FULL_OUT ?= bench-out/full
+$(FULL_OUT)/features/manifest.json: | install
+	$(VENV)/bin/raymtl synth --out $(FULL_OUT)/raw --size full --seed 5
+	$(VENV)/bin/raymtl featurize --esc $(FULL_OUT)/raw/esc50 --tut-dev $(FULL_OUT)/raw/tut2017-dev \
+		--tut-eval $(FULL_OUT)/raw/tut2017-eval --out $(FULL_OUT)/features --overwrite
+
+bench-stream-full: install-test $(FULL_OUT)/features/manifest.json
+	$(PY) -m benchmarks.bench_stream --size full --features $(FULL_OUT)/features
+
+member-full: install-test $(FULL_OUT)/features/manifest.json
+	$(PY) -m benchmarks.bench_member --features $(FULL_OUT)/features --out $(FULL_OUT)/member
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) bench-out .pytest_cache

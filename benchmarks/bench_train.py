@@ -20,26 +20,27 @@ from benchmarks.common import BENCH_OUT, features, setup_logging
 
 def plain_epochs(feats, preset, epochs: int) -> list[float]:
     """The same network, optimiser, batch size and data, without Ray."""
-    import pyarrow.dataset as pds
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    from raymtl.data.splits import split_mask
+    from raymtl.config import FeatureConfig
+    from raymtl.data import stored
+    from raymtl.data.streams import _clip_columns, patch_index, read_manifest, split_files
     from raymtl.models import build_model
 
-    files = sorted(str(p) for p in feats.glob("*.parquet"))
-    table = pds.dataset(files, format="parquet").to_table(
-        columns=["dataset", "subset", "fold", "image", "label", "patch"]
-    )
-    batch = {k: table.column(k).to_numpy(zero_copy_only=False) for k in ("dataset", "subset", "fold", "image")}
-    keep = split_mask(batch, "tut2017", "train", 1) & np.isin(batch["image"], ["left", "right", "sum"])
-    val = split_mask(batch, "tut2017", "validation", 1) & np.isin(batch["image"], ["left", "right", "sum"])
+    cfg = FeatureConfig(**read_manifest(str(feats))["features"])
+    images = ("left", "right", "sum")
 
-    def patches(mask):
-        rows = np.flatnonzero(mask)
-        col = table.column("patch")
-        return torch.tensor(np.stack([np.asarray(col[int(i)].as_py(), np.float32).reshape(128, 128) for i in rows]))
+    def patches(split):
+        table = pa.concat_tables(
+            pq.read_table(f, columns=_clip_columns("tut2017", images)) for f in split_files(str(feats), "tut2017", 1, split)
+        ).combine_chunks()
+        index, decoded = patch_index(table, "tut2017", images, cfg)
+        labels = table.column("label").to_numpy().astype(np.int64)[index.row]
+        return torch.from_numpy(stored.cut(decoded, images, index, cfg)), torch.from_numpy(labels)
 
-    x, x_val = patches(keep), patches(val)
-    y = torch.tensor(table.column("label").to_numpy()[keep]).long()
+    x, y = patches("train")
+    x_val, _ = patches("validation")
     # The same memory format (channels-last) and threads (one, as a 1-CPU Train worker gets) as
     # the Train loop, so the ratio is Ray's alone.
     torch.set_num_threads(1)

@@ -1,6 +1,7 @@
 """Column and file names shared by featurization, training, reduce, results and dashboard."""
 
-# Parquet features (FEATURES/*.parquet), one row per patch.
+# Columns of FEATURES (format version 2: one Parquet row per clip, raymtl.data.stored) and of the
+# patch rows the streams cut from them (one row per patch, as format version 1 stored them).
 DATASET = "dataset"  # "esc50" | "tut2017"
 SUBSET = "subset"  # "dev" | "eval"
 CLIP = "clip"  # the file name exactly as the metadata gives it
@@ -12,7 +13,12 @@ IMAGE = "image"  # "mono" | "left" | "right" | "sum" | "diff"
 PATCH_INDEX = "patch_index"  # 0-based position of the patch within its channel image
 PATCH = "patch"  # float32 (n_mels=128, patch_frames=128) log-mel dB
 
+# The patch rows of the streams (`raymtl.data.streams.scene_patches` and its kin).
 FEATURE_COLUMNS = (DATASET, SUBSET, CLIP, SOURCE, FOLD, LABEL, CLASS_NAME, IMAGE, PATCH_INDEX, PATCH)
+# The Parquet columns of FEATURES version 2: a clip's metadata, its frames (int32), its stored
+# channel images ("mono"; "left", "right": int16 log-mel, binary) and its mixup keys
+# ("patch_keys", list<uint64>). Partition folders hold the files (manifest.json lists them).
+STORED_COLUMNS = (DATASET, SUBSET, CLIP, SOURCE, FOLD, LABEL, CLASS_NAME, "n_frames", "mono", "left", "right", "patch_keys")
 
 # Files beside the Parquet parts in a FEATURES folder.
 FEATURES_MANIFEST = "manifest.json"  # feature settings, class lists, counts, inputs

@@ -1,9 +1,11 @@
-"""Featurization on Ray Data: files -> soundfile read -> log-mel -> channel images -> patches -> Parquet.
+"""Featurization on Ray Data: files -> soundfile read -> log-mel -> channel images -> Parquet.
 
-The output folder holds Parquet parts (one row per patch, columns in `raymtl.schema`), a
-`manifest.json` (feature settings, class lists, counts), a `report.json` (the summary printed at
-the end) and `rejects.csv` (file,reason). It is written under `<out>.partial` and renamed when
-complete, so a finished FEATURES folder is always whole; it is never overwritten unless asked.
+The output folder (FEATURES format version 2, `raymtl.data.stored`, docs/formats.md) holds one
+folder of Parquet parts per partition (dataset, subset, fold), one row per clip with its stored
+channel images and mixup keys; a `manifest.json` (feature settings, class lists, counts, each
+partition's files), a `report.json` (the summary printed at the end) and `rejects.csv`
+(file,reason). It is written under `<out>.partial` and renamed when complete, so a finished
+FEATURES folder is always whole; it is never overwritten unless asked.
 """
 
 from __future__ import annotations
@@ -24,15 +26,24 @@ from raymtl import schema, storage
 from raymtl.config import FeatureConfig
 from raymtl.data.audio import load_clip
 from raymtl.data.esc50 import parse_esc50
-from raymtl.data.features import LogMel, channel_images, patches
+from raymtl.data import stored
+from raymtl.data.features import IMAGES, LogMel, channel_images
 from raymtl.data.records import ClipRecord, Reject
 from raymtl.data.tut2017 import parse_tut2017
 from raymtl.errors import AudioError, InputFileError, OutputExistsError
 
 log = logging.getLogger(__name__)
 
-FORMAT = "raymtl-features"
-FORMAT_VERSION = 1
+FORMAT = stored.FORMAT
+FORMAT_VERSION = stored.FORMAT_VERSION
+PART = "part"  # the partition column: Ray writes one folder per value and leaves it out of the files
+STORED = {im for images in stored.STORED_IMAGES.values() for im in images}
+# Parquet compression, chosen by measurement at full size (benchmarks/bench_stream.py): the int16
+# images barely compress (their low bits are noise), and an uncompressed page decodes as a copy.
+COMPRESSION = "none"
+# Bytes of clip rows per Parquet file: one block of a stream each.
+FILE_BYTES = 64 * 2**20
+SHUFFLE_SEED = 0  # clips are written in a seeded random order within a partition (see featurize)
 
 
 @dataclass(frozen=True)
@@ -72,32 +83,34 @@ class FeaturizeLog:
         return self.rejects, self.notes
 
 
-def _patch_table(rows: list[dict[str, Any]], stacks: list[np.ndarray]) -> pa.Table:
-    from ray.data.extensions import ArrowTensorArray
+def _clip_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Clip rows -> a FEATURES version 2 table (`raymtl.data.stored`): the clip's metadata, its
+    stored channel images (binary int16, null where the dataset has no such image) and its
+    precomputed mixup keys. `part` names the partition folder the row is written to."""
 
     def col(name: str) -> list:
-        return [r[name] for r in rows]
+        return [r.get(name) for r in rows]
 
-    return pa.table(
-        {
-            schema.DATASET: pa.array(col(schema.DATASET), pa.string()),
-            schema.SUBSET: pa.array(col(schema.SUBSET), pa.string()),
-            schema.CLIP: pa.array(col(schema.CLIP), pa.string()),
-            schema.SOURCE: pa.array(col(schema.SOURCE), pa.string()),
-            schema.FOLD: pa.array(col(schema.FOLD), pa.int32()),
-            schema.LABEL: pa.array(col(schema.LABEL), pa.int32()),
-            schema.CLASS_NAME: pa.array(col(schema.CLASS_NAME), pa.string()),
-            schema.IMAGE: pa.array(col(schema.IMAGE), pa.string()),
-            schema.PATCH_INDEX: pa.array(col(schema.PATCH_INDEX), pa.int32()),
-            schema.PATCH: ArrowTensorArray.from_numpy(
-                np.concatenate(stacks) if stacks else np.zeros((0, 128, 128), np.float32)
-            ),
-        }
-    )
+    columns = {
+        schema.DATASET: pa.array(col(schema.DATASET), pa.string()),
+        schema.SUBSET: pa.array(col(schema.SUBSET), pa.string()),
+        schema.CLIP: pa.array(col(schema.CLIP), pa.string()),
+        schema.SOURCE: pa.array(col(schema.SOURCE), pa.string()),
+        schema.FOLD: pa.array(col(schema.FOLD), pa.int32()),
+        schema.LABEL: pa.array(col(schema.LABEL), pa.int32()),
+        schema.CLASS_NAME: pa.array(col(schema.CLASS_NAME), pa.string()),
+        stored.N_FRAMES: pa.array(col(stored.N_FRAMES), pa.int32()),
+    }
+    for image in IMAGES:
+        if image in STORED:
+            columns[image] = pa.array(col(image), pa.binary())
+    columns[stored.PATCH_KEYS] = pa.array(col(stored.PATCH_KEYS), pa.list_(pa.uint64()))
+    columns[PART] = pa.array(col(PART), pa.string())
+    return pa.table(columns)
 
 
 class ClipFeaturizer:
-    """Ray Data callable class: a batch of clip records -> a table of patch rows."""
+    """Ray Data callable class: a batch of clip records -> a table of clip rows (format version 2)."""
 
     def __init__(self, cfg: FeatureConfig, log_actor, strict: bool = False):
         self.cfg = cfg
@@ -106,7 +119,7 @@ class ClipFeaturizer:
         self.logmel = LogMel(cfg)
         self.logmel(np.zeros(cfg.sample_rate_hz, np.float32))  # pay librosa's lazy imports now
 
-    def _clip_patches(self, rec: ClipRecord) -> tuple[list[dict], list[np.ndarray]]:
+    def _clip_row(self, rec: ClipRecord) -> dict[str, Any]:
         cfg = self.cfg
         is_tut = rec.dataset == "tut2017"
         audio = load_clip(
@@ -120,19 +133,27 @@ class ClipFeaturizer:
         )
         for note in audio.notes:
             self.log_actor.note.remote(rec.path, note)
-        rows, stacks = [], []
-        base = {k: v for k, v in rec.to_dict().items() if k != "path"}
-        for image, img in channel_images(audio.samples, self.logmel).items():
-            p = patches(img, cfg)
-            stacks.append(p)
-            rows.extend({**base, schema.IMAGE: image, schema.PATCH_INDEX: i} for i in range(len(p)))
-        return rows, stacks
+        row: dict[str, Any] = {k: v for k, v in rec.to_dict().items() if k != "path"}
+        images = channel_images(audio.samples, self.logmel)
+        n_frames = next(iter(images.values())).shape[1]
+        clipped = 0
+        for name in stored.STORED_IMAGES[rec.dataset]:
+            q, n = stored.quantize(images[name])
+            row[name] = stored.encode(q)
+            clipped += n
+        if clipped:
+            self.log_actor.note.remote(rec.path, f"{clipped} log-mel values beyond +-256 dB clipped")
+        row[stored.N_FRAMES] = n_frames
+        row[stored.PATCH_KEYS] = stored.patch_keys(
+            rec.clip, stored.KEYED_IMAGES[rec.dataset], cfg.n_patches(n_frames)
+        )
+        row[PART] = stored.partition_name(rec.dataset, rec.subset, rec.fold)
+        return row
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
         import ray
 
         rows: list[dict] = []
-        stacks: list[np.ndarray] = []
         for i in range(len(batch["clip"])):
             fold = batch["fold"][i]
             rec = ClipRecord(
@@ -146,16 +167,14 @@ class ClipFeaturizer:
                 class_name=str(batch["class_name"][i]),
             )
             try:
-                r, s = self._clip_patches(rec)
+                rows.append(self._clip_row(rec))
             except AudioError as e:
                 # Synchronous, so the reject is recorded before this task can finish.
                 ray.get(self.log_actor.reject.remote(e.file, e.reason))
                 if self.strict:
                     raise
                 continue
-            rows.extend(r)
-            stacks.extend(s)
-        return _patch_table(rows, stacks)
+        return _clip_table(rows)
 
 
 def is_finished(out: str) -> bool:
@@ -209,7 +228,14 @@ def featurize(
     ensure_ray()
     log_actor = ray.remote(num_cpus=0)(FeaturizeLog).remote()
     n_workers = concurrency or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    ds = ray.data.from_items([c.to_dict() for c in clips], override_num_blocks=max(1, len(clips) // clips_per_batch))
+    # Partition by partition, so that a write task mostly sees one partition and writes one file
+    # of it; within a partition in a seeded random order, so that a file (a block of the stream)
+    # holds a mix of classes and recordings rather than one recording's consecutive segments.
+    order = np.random.default_rng(SHUFFLE_SEED).permutation(len(clips))
+    ordered = sorted(
+        (clips[i] for i in order), key=lambda c: stored.partition_name(c.dataset, c.subset, c.fold)
+    )
+    ds = ray.data.from_items([c.to_dict() for c in ordered], override_num_blocks=max(1, len(clips) // clips_per_batch))
     ds = ds.map_batches(
         ClipFeaturizer,
         fn_constructor_kwargs={"cfg": cfg, "log_actor": log_actor, "strict": strict},
@@ -218,7 +244,14 @@ def featurize(
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers),
     )
     try:
-        ds.write_parquet(partial, filesystem=fs, min_rows_per_file=2048)
+        ds.write_parquet(
+            partial,
+            filesystem=fs,
+            partition_cols=[PART],
+            min_bytes_per_file=FILE_BYTES,
+            partitioning_flavor=None,  # folders named by the value alone: "tut2017-dev-fold-1"
+            compression=COMPRESSION,
+        )
     except Exception:
         audio_rejects, _ = ray.get(log_actor.get.remote())
         storage.delete_dir(fs, partial)
@@ -231,7 +264,8 @@ def featurize(
 
     rejected_paths = {f for f, _ in audio_rejects}
     kept = [c for c in clips if c.path not in rejected_paths]
-    patch_count = _count_rows(fs, partial)
+    partitions = _partitions(fs, partial, cfg)
+    patch_count = sum(p["patches"] for p in partitions.values())
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -243,7 +277,16 @@ def featurize(
         "classes": {"esc50": list(esc_layout.classes), "tut2017": list(tut_layout.classes)},
         "clips": _clip_counts(kept),
         "patches": patch_count,
-        "columns": list(schema.FEATURE_COLUMNS),
+        "storage": {
+            "rows": "one per clip",
+            "images": {d: list(v) for d, v in stored.STORED_IMAGES.items()},
+            "dtype": "int16",
+            "db_step": stored.DB_STEP,
+            "keyed_images": {d: list(v) for d, v in stored.KEYED_IMAGES.items()},
+            "compression": COMPRESSION,
+        },
+        "columns": list(schema.STORED_COLUMNS),
+        "partitions": partitions,
     }
     audio_s = sum(cfg.tut_duration_s if c.dataset == "tut2017" else cfg.esc_duration_s for c in kept)
     storage.write_text(fs, storage.join(partial, schema.FEATURES_REJECTS), _rejects_csv(rejects))
@@ -271,10 +314,28 @@ def featurize(
     return report
 
 
-def _count_rows(fs, path: str) -> int:
+def _partitions(fs, path: str, cfg: FeatureConfig) -> dict[str, dict[str, Any]]:
+    """Partition folder -> {dataset, subset, fold, clips, patches (every channel image, sum and
+    diff included), files (relative to the FEATURES folder)}, from the files' small columns."""
     import pyarrow.parquet as pq
 
-    return sum(pq.ParquetFile(fs.open_input_file(i.path)).metadata.num_rows for i in _parquet_files(fs, path))
+    out: dict[str, dict[str, Any]] = {}
+    for info in _parquet_files(fs, path):
+        rel = info.path[len(path.rstrip("/")) + 1 :]
+        t = pq.read_table(fs.open_input_file(info.path), columns=[schema.DATASET, schema.SUBSET, schema.FOLD, stored.N_FRAMES])
+        if t.num_rows == 0:
+            continue
+        dataset = t[schema.DATASET][0].as_py()
+        part = out.setdefault(
+            rel.split("/", 1)[0],
+            {"dataset": dataset, "subset": t[schema.SUBSET][0].as_py(), "fold": t[schema.FOLD][0].as_py(),
+             "clips": 0, "patches": 0, "files": []},
+        )  # fmt: skip
+        per_image = [cfg.n_patches(int(f)) for f in t[stored.N_FRAMES].to_numpy()]
+        part["clips"] += t.num_rows
+        part["patches"] += len(stored.KEYED_IMAGES[dataset]) * sum(per_image)
+        part["files"].append(rel)
+    return dict(sorted(out.items()))
 
 
 def _parquet_files(fs, path: str):

@@ -12,7 +12,9 @@ partner is
     pool index = splitmix64(key_hash(clip, image, patch_index) XOR epoch_seed(seed, epoch)) mod N
 
 where `key_hash` is a stable 64-bit string hash (BLAKE2b, never Python's salted `hash()`) and
-N the pool size. So the pairing is a pure function of (run seed, epoch, scene row, pool):
+N the pool size. Featurize computes every patch's key once and stores it (`patch_keys`,
+`raymtl.data.stored`), so the stream looks keys up instead of hashing strings row by row; the
+partners are the same as hashing them here. So the pairing is a pure function of (run seed, epoch, scene row, pool):
 reproducible, and independent of batching, block order and the number of actors, which Ray Data
 is free to change between runs. Different rows get independent, uniform partners whatever the
 ratio of scene to event patches (about 30:1 on the real data: each event patch is used ~30
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -114,28 +116,39 @@ class EpochCounter:
 
 
 def load_event_pool(features: str, division: int, split: str) -> dict[str, np.ndarray]:
-    """The ESC patches of `division`'s `split`, read with Ray Data, in (clip, patch_index) order.
+    """The ESC patches of `division`'s `split`, in (clip, patch_index) order, read here with
+    pyarrow from the split's partition files only (a few MB a fold: no Ray Data pass).
 
     Returns {"patch": (N, 128, 128) float32, "label": (N,) int64, "clip": (N,) str,
     "patch_index": (N,) int64}. Raises `UserError` if the split has no ESC patches."""
-    from raymtl.data.streams import event_patches
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    ds = event_patches(features, division, split)
-    parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
-    parts = [p for p in parts if len(p[schema.LABEL])]
-    if not parts:
+    from raymtl import storage
+    from raymtl.config import FeatureConfig
+    from raymtl.data import stored
+    from raymtl.data.streams import _clip_columns, patch_index, read_manifest, split_files
+
+    cfg = FeatureConfig(**read_manifest(features)["features"])
+    fs, _ = storage.resolve(features)
+    files = split_files(features, "esc50", division, split)
+    columns = _clip_columns("esc50", ("mono",))
+    tables = [pq.read_table(fs.open_input_file(f), columns=columns) for f in files]
+    table = pa.concat_tables(tables).combine_chunks() if tables else None
+    if table is None or table.num_rows == 0:
         raise UserError(
             f"{features}: no ESC-50 patches in the {split} split of division {division}; "
             "mixup needs event patches to pair with (were the ESC-50 files featurized?)"
         )
-    clip = np.concatenate([np.asarray(p[schema.CLIP], dtype=object) for p in parts])
-    patch_index = np.concatenate([np.asarray(p[schema.PATCH_INDEX]) for p in parts]).astype(np.int64)
-    order = np.lexsort((patch_index, clip.astype(str)))
+    index, images = patch_index(table, "esc50", ("mono",), cfg)
+    clip = np.asarray(table.column(schema.CLIP).to_numpy(zero_copy_only=False), dtype=str)[index.row]
+    order = np.lexsort((index.patch, clip))
+    index = index.take(order)
     pool = {
-        "patch": np.concatenate([p[schema.PATCH] for p in parts]).astype(np.float32, copy=False)[order],
-        "label": np.concatenate([p[schema.LABEL] for p in parts]).astype(np.int64)[order],
-        "clip": clip[order].astype(str),
-        "patch_index": patch_index[order],
+        "patch": stored.cut(images, ("mono",), index, cfg),
+        "label": table.column(schema.LABEL).to_numpy().astype(np.int64)[index.row],
+        "clip": clip[order],
+        "patch_index": index.patch.astype(np.int64),
     }
     log.info("event pool of division %d, %s split: %d patches", division, split, len(order))
     return pool
@@ -162,10 +175,30 @@ class MixupPairer:
     or an `EpochCounter` handle. With `trace`, the output also names each row's partner
     (`event_clip`, `event_patch_index`) and keeps the scene row's key; strings cannot go
     through `iter_torch_batches`, so training streams leave it off.
+
+    A batch is either patch rows (numpy: {patch, label, clip, image, patch_index}, e.g. a
+    `take_batch` of `scene_patches`) or, as `mixup_stream` feeds it, a pyarrow block of FEATURES
+    clip rows: then the pairer cuts the `images` patches itself (keeping `keep_fraction` of them
+    by key, `raymtl.data.streams.subsample_mask`), in a permuted order when `shuffle`, and
+    yields pieces of at most `batch_size` samples.
     """
 
-    def __init__(self, event_pool: Any, seed: int, epoch: Any = 0, trace: bool = True):
+    def __init__(
+        self,
+        event_pool: Any,
+        seed: int,
+        epoch: Any = 0,
+        trace: bool = True,
+        *,
+        images: tuple[str, ...] = ("left", "right", "sum"),
+        keep_fraction: float = 1.0,
+        shuffle: bool = False,
+        batch_size: int = 1024,
+        features: Any = None,
+    ):
         import ray
+
+        from raymtl.config import FeatureConfig
 
         if isinstance(event_pool, ray.ObjectRef):
             event_pool = ray.get(event_pool)
@@ -174,6 +207,11 @@ class MixupPairer:
         self.seed = int(seed)
         self.epoch = epoch
         self.trace = trace
+        self.images = tuple(images)
+        self.keep_fraction = keep_fraction
+        self.shuffle = shuffle
+        self.batch_size = int(batch_size)
+        self.cfg = features or FeatureConfig()
 
     def current_epoch(self) -> int:
         if isinstance(self.epoch, (int, np.integer)):
@@ -182,21 +220,75 @@ class MixupPairer:
 
         return int(ray.get(self.epoch.get.remote()))
 
-    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        scene = np.asarray(batch[schema.PATCH], dtype=np.float32)  # (B, 128, 128)
-        keys = key_hash(batch[schema.CLIP], batch[schema.IMAGE], batch[schema.PATCH_INDEX])
-        idx = partner_indices(keys, self.seed, self.current_epoch(), len(self.pool["label"]))
-        event = self.pool["patch"][idx]  # (B, 128, 128)
-        half = np.float32(0.5)
-        x = half * scene + half * event  # Eq. 1: both factors exact, one rounding in the sum
+    def __call__(self, batch: Any):
+        if isinstance(batch, Mapping):
+            scene = np.asarray(batch[schema.PATCH], dtype=np.float32)  # (B, 128, 128)
+            keys = key_hash(batch[schema.CLIP], batch[schema.IMAGE], batch[schema.PATCH_INDEX])
+            ids = {c: np.asarray(batch[c]) for c in (schema.CLIP, schema.IMAGE, schema.PATCH_INDEX)}
+            return self._mix(scene.copy(), keys, np.asarray(batch[schema.LABEL]), ids, self.current_epoch())
+        return self._from_clip_rows(batch)
+
+    def _from_clip_rows(self, table) -> Iterator[dict[str, np.ndarray]]:
+        """A pyarrow block of FEATURES clip rows -> pieces of mixup samples."""
+        from raymtl.data import stored
+        from raymtl.data.streams import block_order, patch_index
+
+        epoch = self.current_epoch()
+        index, images = patch_index(table, "tut2017", self.images, self.cfg, self.keep_fraction)
+        if self.shuffle:
+            index = index.take(block_order(index, self.seed, epoch))
+        label = table.column(schema.LABEL).to_numpy().astype(np.int64)
+        clip = (
+            np.asarray(table.column(schema.CLIP).to_numpy(zero_copy_only=False), dtype=object)
+            if self.trace
+            else None
+        )
+        names = np.asarray(self.images, dtype=object)
+        for start in range(0, len(index), self.batch_size):
+            part = index.take(slice(start, start + self.batch_size))
+            scene = stored.cut(images, self.images, part, self.cfg)  # (B, 128, 128) float32, ours to reuse
+            ids = None
+            if self.trace:
+                ids = {schema.CLIP: clip[part.row], schema.IMAGE: names[part.image],
+                       schema.PATCH_INDEX: part.patch.astype(np.int32)}  # fmt: skip
+            yield self._mix(scene, part.key, label[part.row], ids, epoch)
+
+    def _mix(
+        self, scene: np.ndarray, keys: np.ndarray, scene_label, ids, epoch: int
+    ) -> dict[str, np.ndarray]:
+        """Eq. 1 in place on `scene` (B, 128, 128), a float32 array the caller gives up."""
+        idx = partner_indices(keys, self.seed, epoch, len(self.pool["label"]))
+        # x = 0.5 * scene + 0.5 * event: both products are exact (a power of two), so this is
+        # one rounding of the sum, then an exact halving; bit for bit the same, two passes fewer.
+        x = scene
+        x += self.pool["patch"][idx]
+        x *= np.float32(0.5)
         out = {
             schema.X: x,
-            schema.TASK_LABEL["asc"]: np.asarray(batch[schema.LABEL]).astype(np.int64),
+            schema.TASK_LABEL["asc"]: np.asarray(scene_label).astype(np.int64),
             schema.TASK_LABEL["aec"]: self.pool["label"][idx].astype(np.int64),
         }
         if self.trace:
             out[EVENT_CLIP] = self.pool["clip"][idx]
             out[EVENT_PATCH_INDEX] = self.pool["patch_index"][idx].astype(np.int64)
-            for c in (schema.CLIP, schema.IMAGE, schema.PATCH_INDEX):
-                out[c] = np.asarray(batch[c])
+            out.update(ids)
         return out
+
+
+_POOLS: dict[str, Any] = {}  # event pools fetched by this worker process, by ObjectRef
+
+
+def pair_block(table, *, event_pool: Any, **pairer_kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """`MixupPairer` as a plain function for Ray Data *tasks*: a block of FEATURES clip rows ->
+    pieces of mixup samples. The event pool (an ObjectRef) is fetched once per worker process
+    and kept; Ray reuses its worker processes across tasks and epochs, where an actor pool is
+    started afresh on every pass over the data (seconds each epoch on a small machine)."""
+    import ray
+
+    if isinstance(event_pool, ray.ObjectRef):
+        key = event_pool.hex()
+        if key not in _POOLS:
+            _POOLS.clear()  # one member's pool at a time: a new ref is a new stream
+            _POOLS[key] = ray.get(event_pool)
+        event_pool = _POOLS[key]
+    return MixupPairer(event_pool=event_pool, **pairer_kwargs)(table)

@@ -1,19 +1,26 @@
 """The Ray Datasets one ensemble member trains, validates and tests on (docs/method.md §8).
 
-    FEATURES (Parquet) --read (needed columns only)--> division/split/image filter
-        --> MixupPairer (mixup_stream) or a rename (single_task_stream) --> iter_torch_batches
+    FEATURES (v2: one row per clip, raymtl.data.stored)
+        --read the split's partition files, needed columns only-->
+        cut patches (and mix: MixupPairer in mixup_stream) --> iter_torch_batches
 
 - `scene_patches` / `event_patches`: a division's split of TUT (the variant's channel images)
-  or of ESC-50, with the columns `MixupPairer` needs.
+  or of ESC-50 as patch rows {patch, label, clip, image, patch_index}.
 - `mixup_stream`: {x, y_asc, y_aec} mixup samples (MTL training and validation).
 - `single_task_stream`: {x, y_<task>} un-mixed patches (baseline, direct, transfer, fine-tune).
 - `test_patches`: a dataset's test rows with x and the identifying columns, for scoring.
 
-Rows are filtered by a vectorised `map_batches` over whole blocks (Arrow in, Arrow out), fused
-by Ray Data with the Parquet read, so rejected rows never reach the object store. Row order is
-the files' order (clip by clip); training should shuffle locally, e.g.
-``iter_torch_batches(local_shuffle_buffer_size=...)``, and may ask for ``shuffle=True`` here,
-which shuffles the Parquet files per pass.
+A split is a set of partitions (dataset, subset, fold): `manifest.json` names their files, and a
+stream reads those files and no others, only the columns it needs (left and right for any TUT
+variant, mono for ESC-50). Each file is one block; the patches are cut from the clip rows in
+the task that read them (for mixup, paired there too) and emitted in blocks of at most
+`PATCHES_PER_BLOCK`, one training batch: `iter_torch_batches` then hands blocks on whole. With
+a shuffle seed, a stream shuffles the order of the files every pass and the patches within each
+file, so training needs no local shuffle buffer.
+
+`materialize=True` (`materialize_scenes` for mixup) keeps the split's clip rows (int16, each
+frame once: an eighth of the float32 patches' bytes) in the object store after the first read:
+later passes only cut (and pair). `fits_in_object_store` says when it may.
 
 `max_patches` bounds a stream for small presets: a row is kept when the hash of its key
 (clip, image, patch_index) falls below max_patches / (rows in the split), so about
@@ -23,31 +30,36 @@ which shuffles the Parquet files per pass.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from raymtl import schema, storage
 from raymtl.config import TASKS, VARIANTS, FeatureConfig
+from raymtl.data import stored
 from raymtl.data.features import ESC_IMAGES, VARIANT_IMAGES
-from raymtl.data.mixup import MixupPairer, key_hash, load_event_pool, splitmix64
-from raymtl.data.splits import SPLITS, check_division, split_mask, split_of
+from raymtl.data.mixup import MixupPairer, load_event_pool, pair_block, splitmix64
+from raymtl.data.splits import SPLITS, check_division, split_of
 from raymtl.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
 DATASETS = ("tut2017", "esc50")
-_SPLIT_COLUMNS = (schema.DATASET, schema.SUBSET, schema.FOLD)
 _ROW_COLUMNS = (schema.PATCH, schema.LABEL, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX)
 READ_WITH_DATASOURCE_V2 = False  # see _read
-# CPUs each read/filter task asks for, and each mixup actor. Their sum is at most 1 on purpose:
+# CPUs each read/cut task asks for, and each mixup actor. Their sum is at most 1 on purpose:
 # a Train worker holds a whole CPU, and a data task asking for more than is left never starts
 # (on 2 CPUs, 1 for the worker + 0.5 for the actor leaves 0.5: a 1-CPU read would wait forever).
-# Reads get most of it (decoding Parquet is the work); two reads at 0.5 each on a core measured
-# slower than one. The two values must differ: with equal resources Ray Data fuses the filter
-# into the actor instead of into the read, and whole unfiltered files cross the object store.
-DATA_CPUS = 0.75
-PAIRER_CPUS = 0.25
+# With FEATURES version 2 the read is light (uncompressed int16 clip rows) and the pairing actor
+# does the work (cutting, mixing): it gets the larger share.
+DATA_CPUS = 0.25
+PAIRER_CPUS = 0.75
+# mixup_stream(pairing="tasks"): the read, the cut and the pairing of a file in one task.
+PAIR_TASK_CPUS = 0.5
+# Patches per block a cut emits: one training batch (16 MiB). Measured at full size
+# (benchmarks/bench_stream.py --block-patches): 1024-patch blocks, re-sliced into batches by
+# iter_torch_batches, delivered less in the same conditions and held more object store memory.
+PATCHES_PER_BLOCK = 256
 _SUBSAMPLE_SALT = np.uint64(0x5EED5A3B1E0F7A11)  # keeps the subsample unrelated to mixup partners
 
 
@@ -57,13 +69,35 @@ _SUBSAMPLE_SALT = np.uint64(0x5EED5A3B1E0F7A11)  # keeps the subsample unrelated
 
 
 def read_manifest(features: str) -> dict[str, Any]:
+    """manifest.json of a finished FEATURES folder of this format version; `UserError` otherwise
+    (a version-1 folder: the message gives the featurize command that rewrites it)."""
     fs, path = storage.resolve(features)
     manifest_path = storage.join(path, schema.FEATURES_MANIFEST)
     if not storage.is_file(fs, manifest_path):
         raise UserError(
             f"{features}: not a finished FEATURES folder (no {schema.FEATURES_MANIFEST}); run featurize"
         )
-    return storage.read_json(fs, manifest_path)
+    manifest = storage.read_json(fs, manifest_path)
+    version = manifest.get("format_version")
+    if manifest.get("format") != stored.FORMAT or version != stored.FORMAT_VERSION:
+        raise UserError(
+            f"{features}: FEATURES format version {version}, but this raymtl reads version "
+            f"{stored.FORMAT_VERSION} (one row per clip, partitioned by split; docs/formats.md). "
+            f"Rewrite it from the audio with: {rewrite_command(features, manifest)}"
+        )
+    return manifest
+
+
+def rewrite_command(features: str, manifest: dict[str, Any]) -> str:
+    """The `raymtl featurize` command that writes `features` again from the same audio."""
+    inputs = manifest.get("inputs", {})
+    cmd = (
+        f"raymtl featurize --esc {inputs.get('esc', 'ESC50_DIR')} --tut-dev {inputs.get('tut_dev', 'TUT_DEV_DIR')} "
+        f"--tut-eval {inputs.get('tut_eval', 'TUT_EVAL_DIR')} --out {features} --overwrite"
+    )
+    if manifest.get("esc_subset", "all") != "all":
+        cmd += f" --esc-subset {manifest['esc_subset']}"
+    return cmd
 
 
 def class_counts(features: str) -> dict[str, int]:
@@ -82,6 +116,23 @@ def _images(dataset: str, variant: str) -> tuple[str, ...]:
     raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
 
 
+def _stored_for(images: Sequence[str]) -> tuple[str, ...]:
+    """The stored images a set of channel images is made from (sum and diff: left and right)."""
+    need = {"sum": ("left", "right"), "diff": ("left", "right")}
+    return tuple(dict.fromkeys(s for im in images for s in need.get(im, (im,))))
+
+
+def split_partitions(
+    manifest: dict[str, Any], dataset: str, division: int, split: str
+) -> list[dict[str, Any]]:
+    """The partitions of manifest.json that make up `dataset`'s `split` in `division`."""
+    return [
+        p
+        for _, p in sorted(manifest["partitions"].items())
+        if p["dataset"] == dataset and split_of(dataset, p["subset"], p["fold"], division) == split
+    ]
+
+
 def expected_patches(features: str, dataset: str, division: int, split: str, variant: str = "triple") -> int:
     """Rows a split should hold according to manifest.json: clips x images x patches per image."""
     manifest = read_manifest(features)
@@ -96,8 +147,36 @@ def expected_patches(features: str, dataset: str, division: int, split: str, var
     return clips * len(_images(dataset, variant)) * per_image
 
 
+def stored_bytes(features: str, dataset: str, division: int, split: str, variant: str = "triple") -> int:
+    """Bytes of the clip rows a split's stream reads (its stored images), from manifest.json."""
+    manifest = read_manifest(features)
+    cfg = FeatureConfig(**manifest["features"])
+    duration = cfg.tut_duration_s if dataset == "tut2017" else cfg.esc_duration_s
+    per_image = cfg.n_mels * cfg.n_frames(duration) * 2  # int16
+    clips = sum(p["clips"] for p in split_partitions(manifest, dataset, division, split))
+    return clips * len(_stored_for(_images(dataset, variant))) * per_image
+
+
+def fits_in_object_store(n_bytes: int, share: float = 0.25) -> bool:
+    """Whether `n_bytes` may be kept in this node's object store: at most `share` of the object
+    store memory Ray set aside on this node (Ray sizes it from the node's real memory, 30% by
+    default) and not more than is free now. The share leaves room for the blocks in flight and
+    for the other members training on the same node."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    capacity = None
+    for n in ray.nodes():
+        if n.get("NodeID") == node:
+            capacity = n.get("Resources", {}).get("object_store_memory")
+    if capacity is None:
+        capacity = ray.cluster_resources().get("object_store_memory", 0)
+    free = ray.available_resources().get("object_store_memory", capacity)
+    return n_bytes <= min(share * capacity, free)
+
+
 # ---------------------------------------------------------------------------------------------
-# Reading and filtering
+# Reading and cutting
 # ---------------------------------------------------------------------------------------------
 
 
@@ -107,84 +186,141 @@ def _check(division: int, split: str) -> None:
         raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
 
 
-def _read(features: str, columns: Sequence[str], shuffle_seed: int | None, num_cpus: float):
+def split_files(features: str, dataset: str, division: int, split: str) -> list[str]:
+    """Paths of the Parquet files that hold `dataset`'s `split` in `division` (and no others)."""
+    manifest = read_manifest(features)
+    _, path = storage.resolve(features)
+    return [
+        storage.join(path, f)
+        for p in split_partitions(manifest, dataset, division, split)
+        for f in p["files"]
+    ]
+
+
+def _read(
+    features: str,
+    dataset: str,
+    division: int,
+    split: str,
+    columns: Sequence[str],
+    shuffle_seed: int | None,
+    num_cpus: float,
+):
+    """The clip rows of one split: its partitions' files only, `columns` only."""
     import ray
 
-    read_manifest(features)  # fail early, with a message, on a folder that is not FEATURES
-    fs, path = storage.resolve(features)
+    fs, _ = storage.resolve(features)
+    files = split_files(features, dataset, division, split)
+    if not files:
+        raise UserError(
+            f"{features}: no {dataset} clips in the {split} split of division {division} "
+            "(were its files featurized?)"
+        )
     shuffle = None
     if shuffle_seed is not None:
         # A different file order every pass (execution), reproducible from the seed.
         shuffle = ray.data.FileShuffleConfig(seed=shuffle_seed, reseed_after_execution=True)
     # Ray 2.60's default Parquet reader (DataSourceV2) starts a pool of 32 footer-reading actors
     # (RAY_DATA_PARQUET_FOOTER_NUM_ACTORS) on *every* pass over the data: seconds of start-up per
-    # epoch on a small machine, more than the read itself. The V1 reader lists on the driver
-    # once; the switch is scoped to this one call. One block per Parquet file (featurize writes
-    # ~130 MB files): V1 would otherwise split them into >= 200 tiny blocks, which stops Ray Data
-    # from fusing the filter into the read task.
+    # epoch on a small machine, more than the read itself. The V1 reader is given the file list
+    # (no listing) and makes one block per file; the switch is scoped to this one call.
     ctx = ray.data.DataContext.get_current()
     v2 = ctx.use_datasource_v2
     ctx.use_datasource_v2 = READ_WITH_DATASOURCE_V2
     try:
-        ds = ray.data.read_parquet(
-            path,
+        return ray.data.read_parquet(
+            files,
             filesystem=fs,
+            columns=list(columns),  # column pushdown: only these are decoded
+            partitioning=None,  # the folders are named by manifest.json, not parsed from paths
             shuffle=shuffle,
-            override_num_blocks=max(1, _count_parts(fs, path)),
+            override_num_blocks=len(files),
             num_cpus=num_cpus,
         )
     finally:
         ctx.use_datasource_v2 = v2
-    return ds.select_columns(list(columns))  # pushed down into the Parquet scan
 
 
-def _count_parts(fs, path: str) -> int:
-    import pyarrow.fs as pafs
-
-    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    return sum(1 for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet"))
+def _clip_columns(dataset: str, images: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    base = (schema.CLIP, schema.LABEL, stored.N_FRAMES, stored.PATCH_KEYS, *_stored_for(images), *extra)
+    return list(dict.fromkeys(base))
 
 
-def subsample_mask(clips, images, patch_indices, keep_fraction: float) -> np.ndarray:
-    """Rows kept by `max_patches`: those whose key hash falls below `keep_fraction`."""
+def subsample_mask(keys: np.ndarray, keep_fraction: float) -> np.ndarray:
+    """Rows kept by `max_patches`: those whose key hash (`key_hash`) falls below `keep_fraction`."""
     if keep_fraction >= 1:
-        return np.ones(len(clips), dtype=bool)
-    h = splitmix64(key_hash(clips, images, patch_indices) ^ _SUBSAMPLE_SALT)
+        return np.ones(len(keys), dtype=bool)
+    h = splitmix64(np.asarray(keys, dtype=np.uint64) ^ _SUBSAMPLE_SALT)
     return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 < keep_fraction
 
 
-def _filter_block(
+def patch_index(
+    table, dataset: str, images: Sequence[str], cfg: FeatureConfig, keep_fraction: float = 1.0
+) -> tuple[stored.PatchIndex, dict[str, np.ndarray]]:
+    """A block of clip rows (one frame count) -> (the patches to emit, the decoded stored images)."""
+    n_frames = table.column(stored.N_FRAMES).to_numpy()
+    if len(n_frames) and (n_frames != n_frames[0]).any():
+        raise ValueError(
+            f"clips of unequal length in one {dataset} block: {sorted(set(n_frames.tolist()))} frames"
+        )
+    frames = int(n_frames[0]) if len(n_frames) else cfg.n_frames(cfg.esc_duration_s)
+    n_patches = cfg.n_patches(frames)
+    keys = stored.key_matrix(table.column(stored.PATCH_KEYS), len(stored.KEYED_IMAGES[dataset]) * n_patches)
+    index = stored.PatchIndex.of(keys, dataset, images, n_patches)
+    if keep_fraction < 1:
+        index = index.take(np.flatnonzero(subsample_mask(index.key, keep_fraction)))
+    images_int16 = {
+        name: stored.decode(table.column(name), cfg.n_mels, frames) for name in _stored_for(images)
+    }
+    return index, images_int16
+
+
+def block_order(index: stored.PatchIndex, seed: int, epoch: int = 0) -> np.ndarray:
+    """A permutation of a block's patches, seeded by (seed, epoch, the block's first key)."""
+    if not len(index):
+        return np.arange(0)
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, epoch & 0xFFFFFFFF, int(index.key[0]) & 0xFFFFFFFF])
+    return rng.permutation(len(index))
+
+
+def _cut_block(
     table,
     *,
     dataset: str,
-    split: str,
-    division: int,
     images: tuple[str, ...],
     keep_fraction: float,
     columns: tuple[str, ...],
     renames: dict[str, str],
-):
-    """Arrow block -> the rows of (dataset, split, division, images), `columns` only, renamed."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    meta = {c: table.column(c).to_numpy(zero_copy_only=False) for c in _SPLIT_COLUMNS}
-    image = table.column(schema.IMAGE).to_numpy(zero_copy_only=False)
-    mask = split_mask(meta, dataset, split, division) & np.isin(image, images)
-    if keep_fraction < 1 and mask.any():
-        keep = np.zeros_like(mask)
-        rows = np.flatnonzero(mask)
-        clip = table.column(schema.CLIP).take(pa.array(rows)).to_numpy(zero_copy_only=False)
-        patch_index = table.column(schema.PATCH_INDEX).take(pa.array(rows)).to_numpy(zero_copy_only=False)
-        keep[rows] = subsample_mask(clip, image[rows], patch_index, keep_fraction)
-        mask = keep
-    out = table.filter(pa.array(mask)).select(list(columns))
-    if schema.LABEL in columns:
-        i = out.schema.get_field_index(schema.LABEL)
-        out = out.set_column(i, schema.LABEL, pc.cast(out.column(i), pa.int64()))
-    if renames:
-        out = out.rename_columns([renames.get(n, n) for n in out.column_names])
-    return out
+    shuffle_seed: int | None,
+    cfg: FeatureConfig,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Arrow block of clip rows -> patch rows of `images` (`columns` only, renamed), in pieces
+    of at most PATCHES_PER_BLOCK."""
+    index, images_int16 = patch_index(table, dataset, images, cfg, keep_fraction)
+    if shuffle_seed is not None:
+        index = index.take(block_order(index, shuffle_seed))
+    meta = {
+        schema.LABEL: table.column(schema.LABEL).to_numpy().astype(np.int64),
+        schema.CLIP: np.asarray(table.column(schema.CLIP).to_numpy(zero_copy_only=False), dtype=object),
+    }
+    if schema.DATASET in columns:
+        meta[schema.DATASET] = np.asarray(
+            table.column(schema.DATASET).to_numpy(zero_copy_only=False), dtype=object
+        )
+    image_names = np.asarray(images, dtype=object)
+    for start in range(0, len(index), PATCHES_PER_BLOCK):
+        part = index.take(slice(start, start + PATCHES_PER_BLOCK))
+        out: dict[str, np.ndarray] = {}
+        for c in columns:
+            if c == schema.PATCH:
+                out[c] = stored.cut(images_int16, images, part, cfg)  # (B, 128, 128) float32
+            elif c == schema.IMAGE:
+                out[c] = image_names[part.image]
+            elif c == schema.PATCH_INDEX:
+                out[c] = part.patch.astype(np.int32)
+            else:
+                out[c] = meta[c][part.row]
+        yield {renames.get(k, k): v for k, v in out.items()}
 
 
 def _stream(
@@ -199,35 +335,56 @@ def _stream(
     max_patches: int | None = None,
     variant: str = "triple",
     shuffle_seed: int | None = None,
+    materialize: bool = False,
     num_cpus: float = DATA_CPUS,
 ):
     _check(division, split)
-    keep_fraction = 1.0
-    if max_patches is not None:
-        if max_patches <= 0:
-            raise ConfigError(f"max_patches must be positive or None, got {max_patches!r}")
-        total = expected_patches(features, dataset, division, split, variant)
-        keep_fraction = 1.0 if total == 0 else min(1.0, max_patches / total)
-    read_columns = tuple(
-        dict.fromkeys((*_SPLIT_COLUMNS, schema.IMAGE, schema.CLIP, schema.PATCH_INDEX, *columns))
+    manifest = read_manifest(features)
+    cfg = FeatureConfig(**manifest["features"])
+    keep_fraction = _keep_fraction(features, dataset, division, split, variant, max_patches)
+    extra = (schema.DATASET,) if schema.DATASET in columns else ()
+    ds = _read(
+        features, dataset, division, split, _clip_columns(dataset, images, extra), shuffle_seed, num_cpus
     )
-    ds = _read(features, read_columns, shuffle_seed, num_cpus)
+    if materialize:
+        ds = _keep(ds, shuffle_seed)
     return ds.map_batches(
-        _filter_block,
+        _cut_block,
         fn_kwargs=dict(
             dataset=dataset,
-            split=split,
-            division=division,
             images=images,
             keep_fraction=keep_fraction,
             columns=columns,
             renames=renames or {},
+            shuffle_seed=shuffle_seed,
+            cfg=cfg,
         ),
-        batch_size=None,  # whole blocks: the filter is vectorised
+        batch_size=None,  # whole blocks (files): the cut is vectorised
         batch_format="pyarrow",
         zero_copy_batch=True,
         num_cpus=num_cpus,  # the same as the read's, so that Ray Data fuses the two into one task
     )
+
+
+def _keep_fraction(features, dataset, division, split, variant, max_patches) -> float:
+    if max_patches is None:
+        return 1.0
+    if max_patches <= 0:
+        raise ConfigError(f"max_patches must be positive or None, got {max_patches!r}")
+    total = expected_patches(features, dataset, division, split, variant)
+    return 1.0 if total == 0 else min(1.0, max_patches / total)
+
+
+def _keep(ds, shuffle_seed: int | None):
+    """Read once into the object store; with a seed, a new block (file) order every pass."""
+    import ray
+
+    ds = ds.materialize()  # transforms after this re-run on every pass; the read does not
+    if shuffle_seed is not None:
+        ds = ds.randomize_block_order(
+            seed=ray.data.RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True)
+        )
+    return ds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,9 +455,10 @@ def mixup_stream(
     shuffle: bool = False,
     trace: bool = False,
     materialize_scenes: bool = False,
-    batch_size: int | None = 256,
+    batch_size: int | None = None,
+    pairing: str = "tasks",
     concurrency: int | tuple[int, int] = 1,
-    num_cpus: float = DATA_CPUS,
+    num_cpus: float | None = None,
     pairer_cpus: float = PAIRER_CPUS,
 ):
     """Mixup samples of `division`'s `split` ("train" or "validation"): {x, y_asc, y_aec}.
@@ -309,42 +467,64 @@ def mixup_stream(
     epoch: training). `event_pool_ref` is `load_event_pool(features, division, split)` or an
     ObjectRef of it; without it the pool is loaded and put in the object store here. `trace`
     adds the partner's (event_clip, event_patch_index) and the scene row's key (strings:
-    not for `iter_torch_batches`). `materialize_scenes` reads and filters the scene patches once,
-    here, and keeps them in the object store: later epochs only re-run the pairing (worth it
-    when they fit in memory). `concurrency` sizes the pairing actor pool; `num_cpus` is
-    what each read task asks for, `pairer_cpus` each pairing actor (see `DATA_CPUS`): the stream
-    needs their sum free beside the Train workers, or it waits for CPUs forever.
+    not for `iter_torch_batches`). `materialize_scenes` reads the split's clip rows once, here,
+    and keeps them in the object store: later epochs only cut and pair (see
+    `fits_in_object_store`). `shuffle` shuffles the files (blocks) every pass and the patches
+    within each block (a permutation drawn from (seed, epoch)): no local shuffle buffer needed.
+    The pairing actors receive whole blocks of clip rows, cut the scene patches and emit pieces
+    of at most `batch_size` (default `PATCHES_PER_BLOCK`) mixup samples.
+
+    `pairing="tasks"` (the default) reads, cuts and pairs a file in one Ray task
+    (`mixup.pair_block`, `num_cpus` each, default `PAIR_TASK_CPUS`); `"actors"` reads in tasks
+    (`num_cpus`, default `DATA_CPUS`) and pairs in a pool of `concurrency` `MixupPairer` actors
+    (`pairer_cpus` each), started afresh every pass (benchmarks/bench_stream.py compares them).
+    The stream needs these CPUs free beside the Train workers, or it waits for them forever.
     """
     import ray
 
     if split == "test":
         raise ConfigError("test patches are never mixed (docs/method.md §3); use test_patches")
     _check(division, split)
+    manifest = read_manifest(features)
+    images = _images("tut2017", variant)
+    keep_fraction = _keep_fraction(features, "tut2017", division, split, variant, max_patches)
     if event_pool_ref is None:
         event_pool_ref = ray.put(load_event_pool(features, division, split))
-    scenes = scene_patches(
-        features,
-        division,
-        split,
-        variant,
-        max_patches=max_patches,
-        shuffle_seed=seed if shuffle else None,
-        num_cpus=num_cpus,
+    shuffle_seed = seed if shuffle else None
+    if pairing not in ("tasks", "actors"):
+        raise ConfigError(f"unknown pairing {pairing!r}; valid: tasks, actors")
+    if num_cpus is None:
+        num_cpus = PAIR_TASK_CPUS if pairing == "tasks" else DATA_CPUS
+    scenes = _read(
+        features, "tut2017", division, split, _clip_columns("tut2017", images), shuffle_seed, num_cpus
     )
     if materialize_scenes:
-        scenes = scenes.materialize()  # transforms after this re-run on every pass; the read does not
+        scenes = _keep(scenes, shuffle_seed)
+    pairer_kwargs = dict(
+        seed=seed,
+        epoch=epoch,
+        trace=trace,
+        images=images,
+        keep_fraction=keep_fraction,
+        shuffle=shuffle,
+        batch_size=batch_size or PATCHES_PER_BLOCK,
+        features=FeatureConfig(**manifest["features"]),
+    )
+    common = dict(batch_size=None, batch_format="pyarrow", zero_copy_batch=True)  # whole blocks of clip rows
+    if pairing == "tasks":
+        # The same num_cpus as the read's, so that Ray Data fuses the two into one task.
+        return scenes.map_batches(pair_block, fn_kwargs=dict(event_pool=event_pool_ref, **pairer_kwargs),
+                                  num_cpus=num_cpus, **common)  # fmt: skip
     if isinstance(concurrency, int):
         compute = ray.data.ActorPoolStrategy(size=concurrency)
     else:
         compute = ray.data.ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     return scenes.map_batches(
         MixupPairer,
-        fn_constructor_kwargs=dict(event_pool=event_pool_ref, seed=seed, epoch=epoch, trace=trace),
-        batch_size=batch_size,
-        batch_format="numpy",
+        fn_constructor_kwargs=dict(event_pool=event_pool_ref, **pairer_kwargs),
         compute=compute,
         num_cpus=pairer_cpus,
-        udf_modifying_row_count=False,
+        **common,
     )
 
 
@@ -358,11 +538,13 @@ def single_task_stream(
     max_patches: int | None = None,
     shuffle_seed: int | None = None,
     with_ids: bool = False,
+    materialize: bool = False,
     num_cpus: float = DATA_CPUS,
 ):
     """Un-mixed patches of one task: {x, y_<task>}. "asc" reads TUT (the variant's images),
     "aec" reads ESC-50 (mono; `variant` does not apply). `with_ids` adds the `clip` column
-    (a string: for per-recording validation, not for `iter_torch_batches`)."""
+    (a string: for per-recording validation, not for `iter_torch_batches`). `shuffle_seed`
+    shuffles files every pass and patches within a file; `materialize` keeps the clip rows."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     dataset = schema.TASK_DATASET[task]
@@ -377,6 +559,7 @@ def single_task_stream(
         max_patches=max_patches,
         variant=variant,
         shuffle_seed=shuffle_seed,
+        materialize=materialize,
         num_cpus=num_cpus,
     )
 
@@ -384,10 +567,18 @@ def single_task_stream(
 TEST_COLUMNS = (schema.X, schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)
 
 
-def test_patches(features: str, dataset: str, division: int, variant: str, *, num_cpus: float = DATA_CPUS):
+def test_patches(
+    features: str,
+    dataset: str,
+    division: int,
+    variant: str,
+    *,
+    materialize: bool = False,
+    num_cpus: float = DATA_CPUS,
+):
     """The test rows of `dataset` ("tut2017" or "esc50") in `division`, for scoring:
     {x, dataset, clip, image, patch_index, label}. TUT: the evaluation set, the variant's images;
-    ESC-50: fold `division`."""
+    ESC-50: fold `division`. `materialize` keeps the clip rows in the object store."""
     columns = (schema.PATCH, schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)
     return _stream(
         features,
@@ -398,6 +589,7 @@ def test_patches(features: str, dataset: str, division: int, variant: str, *, nu
         columns,
         {schema.PATCH: schema.X},
         variant=variant,
+        materialize=materialize,
         num_cpus=num_cpus,
     )
 

@@ -91,31 +91,57 @@ def stage1_models(
     return out
 
 
-# Streams smaller than this are read from Parquet once and kept in the object store; larger
-# ones stream from Parquet every epoch (training) or at each read (testing). Validation sets are
-# always kept (read every epoch).
-MATERIALIZE_BELOW_BYTES = 512 * 2**20
-PATCH_BYTES = 128 * 128 * 4
+class _Keeper:
+    """Decides, stream by stream, which of a member's streams are read once and kept in the
+    object store (`streams.fits_in_object_store`: from the node's own object store, which Ray
+    sizes from its real memory), and logs each decision. Validation sets first (read every
+    epoch), then the training streams, then the test sets (read once per stage).
+
+    A training stream over a local FEATURES folder is streamed even when it fits: re-reading
+    FEATURES v2 from the page cache is a small part of the stream's work, and the kept set
+    measured slower, not faster (benchmarks/bench_stream.py at full size: 1,805 patches/s kept
+    against 3,501 streamed, same run). Over remote storage (a URI) it is kept when it fits."""
+
+    def __init__(self, features: str):
+        self.features = features
+        self.kept = 0
+
+    def __call__(self, what: str, dataset: str, division: int, split: str, variant: str, training: bool = False) -> bool:
+        from raymtl.data import streams
+
+        n = streams.stored_bytes(self.features, dataset, division, split, variant)
+        local = "://" not in self.features or self.features.startswith("file://")
+        fits = streams.fits_in_object_store(self.kept + n)
+        keep = fits and not (training and local)
+        self.kept += n if keep else 0
+        why = "kept in the object store after the first read" if keep else "streamed from Parquet on every pass"
+        if fits and not keep:
+            why += " (it fits, but a local re-read costs less than keeping it)"
+        elif not fits:
+            why += " (more than this node's object store can keep)"
+        patches = streams.expected_patches(self.features, dataset, division, split, variant)
+        log.info("%s: %.1f MB of clip rows (%d patches) %s", what, n / 1e6, patches, why)
+        return keep
 
 
-def _small(n_patches: int) -> bool:
-    return n_patches * PATCH_BYTES < MATERIALIZE_BELOW_BYTES
-
-
-def _train_stream(stage: StageConfig, features: str, counter):
+def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
     from raymtl.data import streams
 
     spec, cap = stage.spec, stage.preset.train.max_train_patches
+    # The streams shuffle (files every pass, patches within a file): see StageConfig.shuffle_buffer.
     if stage.experiment.mixup:
-        n = streams.expected_patches(features, "tut2017", spec.division, "train", spec.variant)
+        kept = keep(f"{spec.name} train (mixup)", "tut2017", spec.division, "train", spec.variant, training=True)
         return streams.mixup_stream(
             features, spec.division, "train", spec.variant, stage.seed, counter, max_patches=cap,
-            materialize_scenes=_small(min(n, cap or n)),
+            materialize_scenes=kept, shuffle=True,
         )  # fmt: skip
     (target,) = stage.targets
-    n = streams.expected_patches(features, schema.TASK_DATASET[target], spec.division, "train", spec.variant)
-    train = streams.single_task_stream(features, target, spec.division, "train", spec.variant, max_patches=cap)
-    return train.materialize() if _small(min(n, cap or n)) else train
+    dataset = schema.TASK_DATASET[target]
+    kept = keep(f"{spec.name} train", dataset, spec.division, "train", spec.variant, training=True)
+    return streams.single_task_stream(
+        features, target, spec.division, "train", spec.variant, max_patches=cap, shuffle_seed=stage.seed,
+        materialize=kept,
+    )  # fmt: skip
 
 
 def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
@@ -124,17 +150,22 @@ def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
     variant)."""
     from raymtl.data import streams
 
-    out = {stage.train_dataset: _train_stream(stage, features, counter) for stage in stages}
     spec = stages[0].spec
-    for t in dict.fromkeys(t for stage in stages for t in stage.targets):
-        val = streams.single_task_stream(features, t, spec.division, "validation", spec.variant, with_ids=True)
-        out[f"val_{t}"] = val.materialize()
+    keep = _Keeper(features)
+    tasks = list(dict.fromkeys(t for stage in stages for t in stage.targets))
+    out = {}
+    for t in tasks:
+        kept = keep(f"validation ({t})", schema.TASK_DATASET[t], spec.division, "validation", spec.variant)
+        out[f"val_{t}"] = streams.single_task_stream(
+            features, t, spec.division, "validation", spec.variant, with_ids=True, materialize=kept
+        )
+    out.update({stage.train_dataset: _train_stream(stage, features, counter, keep) for stage in stages})
+    for t in tasks:
         dataset = schema.TASK_DATASET[t]
-        test = streams.test_patches(features, dataset, spec.division, spec.variant)
-        # Read after each stage's last epoch by the worker that scores them: kept when small,
+        # Read after each stage's last epoch by the worker that scores them: kept when it fits,
         # as a member's stages score the same test set.
-        n = streams.expected_patches(features, dataset, spec.division, "test", spec.variant)
-        out[f"test_{t}"] = test.materialize() if _small(n) and len(stages) > 1 else test
+        kept = len(stages) > 1 and keep(f"test ({t})", dataset, spec.division, "test", spec.variant)
+        out[f"test_{t}"] = streams.test_patches(features, dataset, spec.division, spec.variant, materialize=kept)
     return out
 
 
@@ -214,6 +245,8 @@ def run_trials(
     for s in stages:
         log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs, "GPU" if use_gpu else "CPU")
     t0 = time.perf_counter()
+    datasets = _datasets(stages, features, counter)
+    log.info("%s: streams ready in %.1f s", name, time.perf_counter() - t0)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"loop": LoopConfig(run=run, stages=tuple(stages), class_names=class_names,
@@ -224,7 +257,7 @@ def run_trials(
             resources_per_worker={"CPU": options.cpus_per_worker}
             | ({"GPU": options.gpus_per_worker} if use_gpu else {}),
         ),
-        datasets=_datasets(stages, features, counter),
+        datasets=datasets,
         # One worker: a split would be the whole dataset anyway, and each split stream costs a
         # coordinator actor (seconds of start-up on a small machine).
         dataset_config=ray.train.DataConfig(datasets_to_split=[]),

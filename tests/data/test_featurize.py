@@ -10,6 +10,8 @@ import shutil
 from collections import Counter
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute
 import pytest
 import soundfile as sf
 
@@ -17,9 +19,11 @@ from raymtl import schema
 from raymtl.cli import main
 from raymtl.data.classes import ESC50_CLASSES, TUT2017_SCENES
 from raymtl.data.featurize import featurize
+from raymtl.data.mixup import key_hash
 from raymtl.errors import OutputExistsError
 from tests.conftest import REAL, require_shared
 from tests.data.layout_builders import make_esc, make_tut
+from tests.data.stored_rows import clip_rows, patch_meta
 
 
 def _read(features, columns=None):
@@ -37,13 +41,22 @@ def _rejects(features) -> dict[str, str]:
 
 
 def test_tiny_features_have_the_documented_schema_and_exact_counts(tiny_features, tiny_data):
-    ds = _read(tiny_features)
-    assert set(ds.schema().names) == set(schema.FEATURE_COLUMNS)
-    batch = ds.take_batch(4)
-    assert batch["patch"].shape == (4, 128, 128) and batch["patch"].dtype == np.float32
-
-    meta = ds.drop_columns(["patch"]).to_pandas()
     manifest = json.loads((tiny_features / schema.FEATURES_MANIFEST).read_text())
+    assert manifest["format"] == "raymtl-features" and manifest["format_version"] == 2
+    clips = clip_rows(tiny_features)
+    assert set(clips.schema.names) == set(schema.STORED_COLUMNS)
+    # One row per clip; its stored images (int16, 1/128 dB) and its mixup keys.
+    esc, tut = (clips.filter(pa.compute.equal(clips[schema.DATASET], d)).to_pandas() for d in ("esc50", "tut2017"))
+    assert esc["clip"].is_unique and tut["clip"].is_unique
+    assert (esc.n_frames == 216).all() and (tut.n_frames == 431).all()
+    assert esc["mono"].map(len).eq(128 * 216 * 2).all() and esc["left"].isna().all() and esc["right"].isna().all()
+    assert tut["left"].map(len).eq(128 * 431 * 2).all() and tut["right"].map(len).eq(128 * 431 * 2).all()
+    assert tut["mono"].isna().all()
+    assert esc["patch_keys"].map(len).eq(3).all() and tut["patch_keys"].map(len).eq(40).all()
+    row = tut.iloc[0]
+    assert list(row["patch_keys"][30:40]) == key_hash([row["clip"]] * 10, ["diff"] * 10, range(10)).tolist()
+
+    meta = patch_meta(tiny_features)
     esc, tut = meta[meta.dataset == "esc50"], meta[meta.dataset == "tut2017"]
     # Exactly 3 patches per ESC clip (mono) and 10 per TUT clip and channel image.
     assert (esc.groupby("clip").size() == 3).all() and set(esc.image) == {"mono"}
@@ -70,17 +83,21 @@ def test_tiny_features_have_the_documented_schema_and_exact_counts(tiny_features
     assert report["clips"] == n_esc + n_dev + n_eval and report["rejects"] == 0 and report["bytes_written"] > 0
 
 
-def test_patches_equal_a_direct_computation(tiny_features, tiny_data):
-    """The stored patch is the log-mel window of the clip itself (no mix-up of rows)."""
-    from raymtl.data.features import LogMel, patches
+@pytest.mark.parametrize("image", ["left", "sum", "diff"])
+def test_patches_equal_a_direct_computation_within_the_storage_step(tiny_features, tiny_data, image):
+    """A streamed patch is the float32 log-mel window of the clip itself (no mix-up of rows), to
+    within the int16 storage step: 1/256 dB on a stored image, 1/128 dB on sum and diff, far
+    inside the 0.05 dB the format allows."""
+    from raymtl.data.features import LogMel, channel_images, patches
+    from raymtl.data.streams import test_patches
 
-    ds = _read(tiny_features).filter(lambda r: r["dataset"] == "tut2017" and r["image"] == "diff")
-    row = ds.take(1)[0]
-    y, _ = sf.read(str(tiny_data / "tut2017-dev" / row["clip"]) if row["subset"] == "dev" else
-                   str(tiny_data / "tut2017-eval" / row["clip"]), dtype="float32")
-    lm = LogMel()
-    expected = patches(lm(y[:, 0]) - lm(y[:, 1]))[row["patch_index"]]
-    np.testing.assert_allclose(row["patch"], expected, atol=1e-4)
+    rows = test_patches(str(tiny_features), "tut2017", 1, "quadruple").take_batch(200, batch_format="numpy")
+    i = int(np.flatnonzero(rows["image"] == image)[3])
+    y, _ = sf.read(str(tiny_data / "tut2017-eval" / rows["clip"][i]), dtype="float32")
+    expected = patches(channel_images(y, LogMel())[image])[rows["patch_index"][i]]
+    error = np.abs(rows["x"][i] - expected).max()
+    assert error <= (1 / 256 if image == "left" else 1 / 128) + 1e-4
+    assert error <= 0.05 and error > 0  # quantized, not the float32 image
 
 
 @pytest.fixture
@@ -181,7 +198,7 @@ def test_real_recordings_featurize_with_expected_counts(ray_session, tmp_path):
 
     out = tmp_path / "F"
     report = featurize(str(esc), str(dev), str(evl), str(out))
-    meta_df = _read(out, ["dataset", "subset", "clip", "image"]).to_pandas()
+    meta_df = patch_meta(out)
     esc_rows, tut_rows = meta_df[meta_df.dataset == "esc50"], meta_df[meta_df.dataset == "tut2017"]
     assert esc_rows["clip"].nunique() == 160 and (esc_rows.groupby("clip").size() == 3).all()
     assert tut_rows["clip"].nunique() == 11 and (tut_rows.groupby(["clip", "image"]).size() == 10).all()

@@ -3,12 +3,11 @@ reproducible and independent of batching, fresh every epoch, uniform over the ev
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from scipy.stats import chisquare
 
@@ -24,6 +23,7 @@ from raymtl.data.mixup import (
 )
 from raymtl.data.streams import mixup_stream, scene_patches
 from raymtl.errors import ConfigError, UserError
+from tests.data.stored_rows import patch_meta
 
 SEED = 7
 Y_ASC, Y_AEC = schema.TASK_LABEL["asc"], schema.TASK_LABEL["aec"]
@@ -35,19 +35,8 @@ Y_ASC, Y_AEC = schema.TASK_LABEL["asc"], schema.TASK_LABEL["aec"]
 
 
 def read_meta(features: Path):
-    """Every row's metadata (no patches), straight from the Parquet parts with pyarrow."""
-    cols = [
-        schema.DATASET,
-        schema.SUBSET,
-        schema.CLIP,
-        schema.FOLD,
-        schema.LABEL,
-        schema.IMAGE,
-        schema.PATCH_INDEX,
-    ]
-    return pa.concat_tables(
-        pq.read_table(p, columns=cols) for p in sorted(features.glob("*.parquet"))
-    ).to_pandas()
+    """Every patch's metadata (no patches), from the Parquet clip rows with pyarrow."""
+    return patch_meta(features)
 
 
 def collect(ds) -> dict[str, np.ndarray]:
@@ -278,6 +267,7 @@ def test_pairs_do_not_depend_on_batch_size_actors_or_file_order(
         pool_ref,
         trace=True,
         batch_size=37,
+        pairing="actors",
         concurrency=2,
         shuffle=True,
     )
@@ -329,10 +319,9 @@ def test_test_patches_are_never_mixed(tiny_features):
 
 def test_load_event_pool_without_esc_patches_raises(tiny_features, tmp_path):
     only_tut = tmp_path / "features"
-    only_tut.mkdir()
-    table = pq.read_table(sorted(tiny_features.glob("*.parquet"))[0])
-    table = table.filter(pa.compute.equal(table[schema.DATASET], "tut2017")).slice(0, 20)
-    pq.write_table(table, only_tut / "part-0.parquet")
-    shutil.copy(tiny_features / schema.FEATURES_MANIFEST, only_tut / schema.FEATURES_MANIFEST)
+    shutil.copytree(tiny_features, only_tut)
+    manifest = json.loads((only_tut / schema.FEATURES_MANIFEST).read_text())
+    manifest["partitions"] = {k: p for k, p in manifest["partitions"].items() if p["dataset"] != "esc50"}
+    (only_tut / schema.FEATURES_MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(UserError, match="no ESC-50 patches"):
         load_event_pool(str(only_tut), 1, "train")

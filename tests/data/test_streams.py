@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -14,18 +15,23 @@ import pytest
 import torch
 
 from raymtl import schema
-from tests.data.test_mixup import read_meta
 from raymtl.data.streams import (
     TEST_COLUMNS,
     class_counts,
     event_patches,
     expected_patches,
+    fits_in_object_store,
     mixup_stream,
     scene_patches,
     single_task_stream,
+    split_files,
+    stored_bytes,
     test_patches,
 )
 from raymtl.errors import ConfigError, UserError
+from tests.data.stored_rows import clip_rows, files, stored_image
+from tests.data.stored_rows import manifest as stored_manifest
+from tests.data.test_mixup import read_meta
 
 Y_ASC, Y_AEC = schema.TASK_LABEL["asc"], schema.TASK_LABEL["aec"]
 
@@ -111,19 +117,23 @@ def test_single_task_stream_gives_the_stored_patches_unmixed(tiny_features, meta
     assert set(rows) == {schema.X, Y_AEC}
     assert rows[schema.X].shape[1:] == (128, 128) and rows[schema.X].dtype == np.float32
     assert rows[Y_AEC].dtype == np.int64
-    # The same patches as a plain pyarrow read of ESC folds 3-5, compared by (label, checksum).
-    table = pa.concat_tables(pq.read_table(p) for p in sorted(tiny_features.glob("*.parquet")))
+    # The same patches as windows of the stored images of ESC folds 3-5 read with plain pyarrow,
+    # compared by (label, checksum).
+    table = clip_rows(tiny_features)
     keep = (np.asarray(table[schema.DATASET]) == "esc50") & np.isin(table[schema.FOLD].to_numpy(), [3, 4, 5])
-    table = table.filter(pa.array(keep))
-    stored = np.stack(table[schema.PATCH].to_numpy(zero_copy_only=False)).reshape(-1, 128 * 128)
-    expected = sorted(zip(table[schema.LABEL].to_pylist(), stored.astype(np.float64).sum(1).round(3)))
+    expected = []
+    for row in table.filter(pa.array(keep)).to_pylist():
+        image = stored_image(row, "mono")
+        for p in range(3):
+            window = image[:, 32 * p : 32 * p + 128].astype(np.float64)
+            expected.append((row[schema.LABEL], window.sum().round(3)))
     got = sorted(
         zip(
             rows[Y_AEC].tolist(),
             rows[schema.X].reshape(len(rows[Y_AEC]), -1).astype(np.float64).sum(1).round(3),
         )
     )
-    assert got == expected
+    assert got == sorted(expected)
 
 
 def test_test_patches_carry_what_scoring_needs(tiny_features, meta):
@@ -203,8 +213,99 @@ def test_bad_arguments_are_config_errors(call, match, tiny_features):
 def test_a_folder_that_is_not_features_is_a_user_error(tmp_path, tiny_features):
     half_done = tmp_path / "features"
     half_done.mkdir()
-    shutil.copy(sorted(tiny_features.glob("*.parquet"))[0], half_done / "part-0.parquet")  # no manifest
+    shutil.copy(files(tiny_features)[0], half_done / "part-0.parquet")  # no manifest
     with pytest.raises(UserError, match="manifest.json"):
         scene_patches(str(half_done), 1, "train", "triple")
     with pytest.raises(UserError, match="manifest.json"):
         class_counts(str(tmp_path / "missing"))
+
+
+def test_a_version_1_folder_is_refused_with_the_command_that_rewrites_it(tmp_path, tiny_features):
+    old = tmp_path / "features-v1"
+    old.mkdir()
+    manifest = json.loads((tiny_features / schema.FEATURES_MANIFEST).read_text())
+    manifest["format_version"] = 1
+    del manifest["partitions"]
+    (old / schema.FEATURES_MANIFEST).write_text(json.dumps(manifest))
+    inputs = manifest["inputs"]
+    command = (
+        f"raymtl featurize --esc {inputs['esc']} --tut-dev {inputs['tut_dev']} --tut-eval {inputs['tut_eval']} "
+        f"--out {old} --overwrite"
+    )
+    for call in (
+        lambda f: scene_patches(f, 1, "train", "triple"),
+        lambda f: mixup_stream(f, 1, "train", "triple", 0, 0),
+        lambda f: class_counts(f),
+    ):
+        with pytest.raises(UserError, match="format version 1") as e:
+            call(str(old))
+        assert command in str(e.value)
+    # Through the CLI: exit 2 and the same message, no traceback.
+    from raymtl.cli import main
+
+    code = main(["train", "--experiment", "mtl-ic", "--division", "1", "--repeat", "1", "--variant", "triple",
+                 "--features", str(old), "--out", str(tmp_path / "run")])  # fmt: skip
+    assert code == 2
+
+
+def test_a_stream_opens_only_the_files_of_its_split(tiny_features):
+    by_part = {name: p for name, p in stored_manifest(tiny_features)["partitions"].items()}
+    assert set(by_part) == {
+        *(f"esc50-fold-{k}" for k in range(1, 6)),
+        *(f"tut2017-dev-fold-{k}" for k in range(1, 5)),
+        "tut2017-eval",
+    }
+
+    def opened(dataset, division, split):
+        return {
+            str(Path(f).relative_to(tiny_features)).split("/")[0]
+            for f in split_files(str(tiny_features), dataset, division, split)
+        }
+
+    assert opened("tut2017", 2, "train") == {"tut2017-dev-fold-1", "tut2017-dev-fold-3", "tut2017-dev-fold-4"}
+    assert opened("tut2017", 2, "validation") == {"tut2017-dev-fold-2"}
+    assert opened("tut2017", 4, "test") == {"tut2017-eval"}
+    assert opened("esc50", 1, "train") == {"esc50-fold-3", "esc50-fold-4", "esc50-fold-5"}
+    assert opened("esc50", 4, "validation") == {"esc50-fold-5"} and opened("esc50", 4, "test") == {
+        "esc50-fold-4"
+    }
+    # The partitions' clips and patches add up to the manifest's totals, and each file holds its
+    # partition's clips only.
+    manifest = stored_manifest(tiny_features)
+    assert sum(p["patches"] for p in by_part.values()) == manifest["patches"]
+    for name, p in by_part.items():
+        t = pa.concat_tables(
+            pq.read_table(tiny_features / f, columns=["dataset", "subset", "fold"]) for f in p["files"]
+        )
+        assert t.num_rows == p["clips"] > 0
+        assert set(t["dataset"].to_pylist()) == {p["dataset"]} and set(t["fold"].to_pylist()) == {p["fold"]}
+
+
+def test_materialized_and_shuffled_streams_give_the_same_rows_in_another_order(tiny_features):
+    def rows(ds):
+        got = _collect(ds)
+        return list(
+            zip(got[Y_ASC].tolist(), got[schema.X].reshape(len(got[Y_ASC]), -1).sum(1).round(2).tolist())
+        )
+
+    plain = rows(single_task_stream(str(tiny_features), "asc", 1, "train", "quadruple"))
+    kept = single_task_stream(
+        str(tiny_features), "asc", 1, "train", "quadruple", shuffle_seed=3, materialize=True
+    )
+    first, second = rows(kept), rows(kept)  # two passes over the kept clip rows
+    assert len(plain) == expected_patches(str(tiny_features), "tut2017", 1, "train", "quadruple")
+    assert sorted(first) == sorted(plain) == sorted(second)
+    assert first != plain  # shuffled within the block, without a local shuffle buffer
+
+
+def test_what_is_kept_in_memory_is_decided_from_the_object_store(tiny_features, ray_session, meta):
+    capacity = ray_session.cluster_resources()["object_store_memory"]
+    n = stored_bytes(str(tiny_features), "tut2017", 1, "train", "quadruple")
+    # Left and right of each training clip (quadruple and triple alike: sum and diff are derived).
+    assert (
+        n
+        == stored_bytes(str(tiny_features), "tut2017", 1, "train", "triple")
+        == _clips(meta, "tut2017", "dev", [2, 3, 4]) * 2 * 128 * 431 * 2
+    )
+    assert fits_in_object_store(n)
+    assert not fits_in_object_store(int(capacity))  # more than the share a member may keep
