@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DEMO_OUT ?= demo-out
 
-.PHONY: install install-test test test-quick demo bench bench-stream-full member-full clean browser
+.PHONY: install install-test test test-quick lint demo bench bench-stream-full member-full clean browser
 
 install: $(STAMP)
 install-test: $(TEST_STAMP)
@@ -29,9 +29,14 @@ $(TEST_STAMP): $(STAMP)
 browser:
 	bash .ci/install-browser
 
-# Every tier (training, cluster, serve, browser); the 15 slowest tests are listed at the end.
-test: install-test browser
+# Lint first (ruff: errors, style, import order; black: formatting), then every tier (training,
+# cluster, serve, browser); the 15 slowest tests are listed at the end.
+test: install-test browser lint
 	$(PY) -m pytest -q --durations=15
+
+lint: install-test
+	$(VENV)/bin/ruff check raymtl tests benchmarks jobs
+	$(VENV)/bin/black --check --quiet raymtl tests benchmarks jobs
 
 # The quick loop while working: everything but the tiers that train or start clusters.
 test-quick: install-test

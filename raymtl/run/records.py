@@ -152,8 +152,12 @@ class TaskSummary:
     n_classes: int | None
     member_accuracy: MemberAccuracy
     table1: dict[str, dict[str, Any]]  # per variant and "all": {mean, std, n_repeats, per_repeat}
-    eight_member: dict[str, Any]  # {combinations: [{triple_repeat, quadruple_repeat, members, accuracy}], mean}
-    by_size: tuple[dict[str, Any], ...]  # [{groups, members, combinations, total_combinations, mean, min, max}]
+    eight_member: dict[
+        str, Any
+    ]  # {combinations: [{triple_repeat, quadruple_repeat, members, accuracy}], mean}
+    by_size: tuple[
+        dict[str, Any], ...
+    ]  # [{groups, members, combinations, total_combinations, mean, min, max}]
     note: str | None = None  # why nothing was fused
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,8 +180,9 @@ class TaskSummary:
             n_recordings=int(d["n_recordings"]),
             n_patches=int(d.get("n_patches") or 0),
             n_classes=None if d.get("n_classes") is None else int(d["n_classes"]),
-            member_accuracy=MemberAccuracy(m.get("mean"), m.get("std"), int(m.get("n") or 0),
-                                           dict(m.get("per_member") or {})),  # fmt: skip
+            member_accuracy=MemberAccuracy(
+                m.get("mean"), m.get("std"), int(m.get("n") or 0), dict(m.get("per_member") or {})
+            ),
             table1=dict(d.get("table1") or {}),
             eight_member=dict(d.get("eight_member") or {}),
             by_size=tuple(d.get("by_size") or ()),
