@@ -214,6 +214,10 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         log.info("%s: resuming from the checkpoint of epoch %d", stage.trial, state["epoch"])
     else:
         log.info("%s: training %s for %s epochs", stage.trial, stage.model_kind, stage.epochs)
+    # Where this (re)start runs, from which epoch: result.json records every one.
+    state.setdefault("placements", []).append(
+        {**_placement(device), "from_epoch": state["epoch"] + 1, "started": round(time.time(), 1)}
+    )
 
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
@@ -279,6 +283,19 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         result = write_trial(cfg.run, stage, state, best_weights, scores, cfg.class_names, seconds,
                              "GPU" if on_gpu else "CPU")  # fmt: skip
         log.info("%s: recorded in %.0f s (%s)", stage.trial, time.perf_counter() - t0, result["test_accuracy"])
+
+
+def _placement(device) -> dict:
+    """The node and device this Train worker runs on, and the resources it holds."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {
+        "node_id": ctx.get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "device": str(device),
+        "resources": ctx.get_assigned_resources(),
+    }
 
 
 def _log_to_stderr() -> None:

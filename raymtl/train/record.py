@@ -69,6 +69,10 @@ def write_trial(
         "n_classes": stage.n_classes,
         "seconds": round(seconds, 1),  # the stage's own time in its Train worker, over restarts
         "device": device,
+        # Where the worker that finished it ran, and every (re)start's node, device and resources.
+        "node_id": state["placements"][-1]["node_id"] if state.get("placements") else None,
+        "node_ip": state["placements"][-1]["node_ip"] if state.get("placements") else None,
+        "placements": state.get("placements", []),
         "raymtl_version": raymtl.__version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
