@@ -63,3 +63,12 @@ def test_a_file_that_is_not_a_cluster_config_is_refused(tmp_path):
     bad.write_text("just: text\n")
     with pytest.raises(InputFileError, match="available_node_types"):
         load_autoscaling_config(str(bad))
+
+
+def test_cluster_yaml_publishes_its_node_types_after_starting_the_head():
+    import yaml
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    commands = config["head_start_ray_commands"]
+    start = next(i for i, c in enumerate(commands) if c.startswith("ray start --head"))
+    assert any("raymtl cluster-config ~/ray_bootstrap_config.yaml" in c for c in commands[start + 1 :])
