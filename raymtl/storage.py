@@ -53,6 +53,16 @@ def write_bytes(fs: pafs.FileSystem, path: str, data: bytes, *, overwrite: bool 
     fs.move(tmp, path)
 
 
+def move_dir(fs: pafs.FileSystem, src: str, dst: str) -> None:
+    """Rename a folder. An object store (S3) has no rename of a prefix: there every file is
+    copied, then the source deleted (not atomic: readers wait for the files the folder promises)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(src, dst)
+        return
+    pafs.copy_files(src, dst, source_filesystem=fs, destination_filesystem=fs)
+    fs.delete_dir(src)
+
+
 def write_text(fs: pafs.FileSystem, path: str, text: str, *, overwrite: bool = True) -> None:
     write_bytes(fs, path, text.encode("utf-8"), overwrite=overwrite)
 

@@ -7,6 +7,8 @@ each starting as soon as its own stage 1 is recorded. The stages are one `TorchT
 (`member-d<K>-r<R>-<variant>`) inside the Tune function trainable (Ray Train V2's way to run
 many Train runs under Tune), reporting to Tune through `TuneReportCallback`: a member pays Ray
 Train's start-up once, not once per stage. `max_concurrent_trials` bounds how many run at once.
+What each member requests and how many are queued come from what the cluster has or can add
+(`raymtl.ensemble.capacity`); one driver at a time trains a RUN (`raymtl.ensemble.lock`).
 
 Faults: a Train worker that dies restarts from its last checkpoint (`FailureConfig`); a rerun of
 the same command skips finished trials (their `result.json`) and resumes unfinished ones from

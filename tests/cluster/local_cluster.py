@@ -78,8 +78,16 @@ class LocalAutoscalingCluster:
     """`with LocalAutoscalingCluster(tmp, {"CPU": 1}, {"accel_worker": {...}}) as c:` then
     `RAY_ADDRESS=c.address` for drivers (in subprocesses: this process keeps its own Ray)."""
 
-    def __init__(self, tmp: Path, head_resources: dict, worker_types: dict, idle_timeout_minutes: float = 5.0):
+    def __init__(
+        self,
+        tmp: Path,
+        head_resources: dict,
+        worker_types: dict,
+        idle_timeout_minutes: float = 5.0,
+        extra_env: dict | None = None,
+    ):
         self.tmp = Path(tmp)
+        self.extra_env = dict(extra_env or {})  # e.g. the S3 endpoint, for every node's processes
         self.gcs_port, self.client_port, self.agent_port, self.dashboard_port = free_ports(4)
         self.address = f"127.0.0.1:{self.gcs_port}"
         self.head_cpus = head_resources.get("CPU", 0)
@@ -105,6 +113,7 @@ class LocalAutoscalingCluster:
             # head turns token authentication on when it finds one, its drivers do not).
             RAY_AUTH_MODE="disabled",
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout_s: float = 120) -> "LocalAutoscalingCluster":

@@ -20,52 +20,45 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.conftest import PLAN_ARGS, RAYMTL, stop_process_group
-from tests.cluster.local_cluster import LocalAutoscalingCluster
+from tests.cluster.conftest import ACCEL, PLAN_ARGS, RAYMTL, stop_process_group
 
 pytestmark = pytest.mark.cluster
 
-ACCEL = "accel"
-WORKER_TYPES = {"accel_worker": {"resources": {"CPU": 1, ACCEL: 1}, "max_workers": 2}}
 TRIALS = [f"{e}-d1-r1-{v}" for v in ("triple", "quadruple") for e in ("mtl-ic", "finetune-asc")]
 TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
-def autoscaled(tiny_features, cluster_preset, tmp_path_factory):
+def autoscaled(autoscaling_cluster, tiny_features, cluster_preset, tmp_path_factory):
     """Everything observed while the two-member ensemble trains on the local autoscaling
     cluster: the node count over time, both drivers' outputs, the head's node id."""
+    cluster, env, head = autoscaling_cluster
     tmp = tmp_path_factory.mktemp("autoscaling")
     run = tmp / "RUN"
-    seen: dict = {"timeline": []}
-    with LocalAutoscalingCluster(tmp, {"CPU": 1}, WORKER_TYPES) as cluster:
-        env = {**cluster.env(), "RAY_ADDRESS": cluster.address}
-        seen["head"] = next(n["node_id"] for n in cluster.nodes() if n["resources"].get("CPU") and ACCEL not in n["resources"])
-        publish = subprocess.run([RAYMTL, "cluster-config", str(cluster.config_path)], env=env, capture_output=True,
-                                 text=True, timeout=120)  # fmt: skip
-        assert publish.returncode == 0, publish.stderr[-3000:]
-        cmd = [RAYMTL, "ensemble", "--features", str(tiny_features), "--out", str(run), "--preset",
-               str(cluster_preset), *PLAN_ARGS, "--accelerator", ACCEL]  # fmt: skip
-        log = tmp / "driver.log"
-        t0 = time.monotonic()
-        with open(log, "w") as f:
-            driver = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            lock = run / "ensemble" / "driver.lock"
-            while driver.poll() is None:
-                if time.monotonic() - t0 > TIMEOUT_S:
-                    pytest.fail(f"the ensemble did not finish in {TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
-                nodes = cluster.nodes()
-                seen["timeline"].append((round(time.monotonic() - t0, 1), len(nodes)))
-                if "second" not in seen and lock.is_file():
-                    # 2. A second driver on the same RUN while the first holds it.
-                    seen["owner"] = json.loads(lock.read_text())
-                    seen["second"] = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-                time.sleep(1.0)
-            seen["wall_s"] = time.monotonic() - t0
-        finally:
-            stop_process_group(driver)
-        seen["returncode"], seen["log"] = driver.returncode, log.read_text()
+    seen: dict = {"timeline": [], "head": head}
+    cmd = [RAYMTL, "ensemble", "--features", str(tiny_features), "--out", str(run), "--preset",
+           str(cluster_preset), *PLAN_ARGS, "--accelerator", ACCEL]  # fmt: skip
+    log = tmp / "driver.log"
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        driver = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        lock = run / "ensemble" / "driver.lock"
+        while driver.poll() is None:
+            if time.monotonic() - t0 > TIMEOUT_S:
+                pytest.fail(f"the ensemble did not finish in {TIMEOUT_S} s:\n{log.read_text()[-4000:]}")
+            seen["timeline"].append((round(time.monotonic() - t0, 1), len(cluster.nodes())))
+            if "second" not in seen and lock.is_file():
+                # A second driver on the same RUN while the first holds it.
+                seen["owner"] = json.loads(lock.read_text())
+                seen["second"] = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+            time.sleep(1.0)
+        seen["wall_s"] = time.monotonic() - t0
+    finally:
+        stop_process_group(driver)
+    seen["returncode"], seen["log"] = driver.returncode, log.read_text()
+    if seen["returncode"] == 0:
+        (tmp / "figures.json").write_text(json.dumps(_figures(run, seen), indent=1))
     return run, seen
 
 
@@ -95,7 +88,7 @@ def test_the_autoscaler_adds_both_accelerator_nodes_for_the_queued_members(autos
     assert max(counts) == 3, f"the autoscaler did not add both accelerator nodes: {_figures(run, seen)}"
     # Planned from the node types the cluster can add, not from the (CPU-only) head up at start.
     assert f"up to 2 members at once, 1 CPU and 1 {ACCEL} per Train worker" in seen["log"]
-    print("autoscaling figures:", json.dumps(_figures(run, seen)))
+    print("autoscaling figures:", json.dumps(_figures(run, seen)))  # also in figures.json beside RUN
 
 
 def test_members_train_on_both_worker_nodes_at_once_and_none_on_the_head(autoscaled):
