@@ -28,6 +28,17 @@ def absolute(uri: str | os.PathLike) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
+def uri_of(base: str, path: str) -> str:
+    """`path` (as `resolve(base)` gives paths inside its file system) as a URI a reader can
+    resolve again: `s3://bucket/key` for a remote base, the path itself for a local one. A bare
+    `bucket/key` would be read as a local relative path."""
+    base = os.fspath(base)
+    if "://" not in base:
+        return path
+    scheme = base.split("://", 1)[0] + "://"
+    return path if path.startswith(scheme) else scheme + path.lstrip("/")
+
+
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts if p)
 

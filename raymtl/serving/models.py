@@ -197,7 +197,7 @@ class ModelSet:
 @dataclass(frozen=True)
 class TrialInfo:
     spec: T.TrialSpec
-    dir: str
+    dir: str  # the trial folder as a URI (s3://... for a RUN on S3)
     result: dict[str, Any]
 
     @property
@@ -249,7 +249,7 @@ def finished_trials(run: str) -> list[TrialInfo]:
             continue  # a folder that is no trial of ours
         result_path = storage.join(info.path, T.RESULT)
         if storage.is_file(fs, result_path):
-            out.append(TrialInfo(spec, info.path, storage.read_json(fs, result_path)))
+            out.append(TrialInfo(spec, storage.uri_of(run, info.path), storage.read_json(fs, result_path)))
     return out
 
 
@@ -257,12 +257,16 @@ def _model_path(trial: TrialInfo, task: str) -> str:
     return storage.join(trial.dir, f"model-{task}.pt")
 
 
+def _has_model(trial: TrialInfo, task: str) -> bool:
+    fs, path = storage.resolve(_model_path(trial, task))
+    return storage.is_file(fs, path)
+
+
 def select_mtl(run: str, target: str = "asc", trial: str | None = None) -> TrialInfo:
     """The stage-1 trial whose `target` network answers `--model mtl` (module docstring)."""
     if target not in TASKS:
         raise UserError(f"unknown --mtl-target {target!r}; valid: {', '.join(TASKS)}")
-    fs, _ = storage.resolve(run)
-    trials = [t for t in finished_trials(run) if storage.is_file(fs, _model_path(t, target))]
+    trials = [t for t in finished_trials(run) if _has_model(t, target)]
     if trial is not None:
         named = [t for t in trials if t.name == trial]
         if not named:
@@ -290,7 +294,7 @@ def ensemble_members(run: str, task: str) -> list[TrialInfo]:
         names = [n for n, t in by_name.items() if t.spec.experiment == f"finetune-{task}"]
     members = []
     for n in names:
-        if n not in by_name or not storage.is_file(fs, _model_path(by_name[n], task)):
+        if n not in by_name or not _has_model(by_name[n], task):
             raise UserError(f"{run}: ensemble member {n} has no finished model-{task}.pt")
         members.append(by_name[n])
     if not members:
@@ -316,9 +320,9 @@ def best_member(run: str, task: str, trial: str | None = None) -> TrialInfo:
 def load_member(trial: TrialInfo, task: str, device=None) -> Member:
     from raymtl.models import load_model
 
-    fs, _ = storage.resolve(trial.dir)
     path = _model_path(trial, task)
-    net, meta = load_model(io.BytesIO(storage.read_bytes(fs, path)), map_location=device or "cpu")
+    fs, fs_path = storage.resolve(path)
+    net, meta = load_model(io.BytesIO(storage.read_bytes(fs, fs_path)), map_location=device or "cpu")
     return Member(trial.name, path, trial.spec, net, meta, trial.val_accuracy(task))
 
 

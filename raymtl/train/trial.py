@@ -84,7 +84,8 @@ def trial_dir(run: str, spec: TrialSpec) -> str:
 
 
 def model_file(run: str, spec: TrialSpec, task: str) -> str:
-    return storage.join(trial_dir(run, spec), f"model-{task}.pt")
+    """The model file's URI (`s3://...` for a RUN on S3), as result.json records it."""
+    return storage.uri_of(run, storage.join(trial_dir(run, spec), f"model-{task}.pt"))
 
 
 def is_finished(run: str, spec: TrialSpec) -> bool:
