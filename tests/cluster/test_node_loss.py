@@ -1,4 +1,5 @@
-"""A worker node lost mid-member, on the local autoscaling cluster.
+"""A worker node lost mid-member, on the local autoscaling cluster with the RUN on S3 (moto's
+server on loopback, `s3` in conftest.py).
 
 One member (division 1, repeat 1, triple, ASC) trains with `--accelerator accel`. Once its
 stage 1 has a checkpoint registered (and is not finished), the raylet of the worker node that
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -41,10 +43,30 @@ MEMBER_RUN = "member-d1-r1-triple"
 TIMEOUT_S = 600
 
 
-def _registered_checkpoint(run: Path, trial: str) -> bool:
+class Bucket:
+    """Reading the RUN on S3 the way raymtl does, through pyarrow."""
+
+    def __init__(self, uri: str):
+        self.fs, self.path = pafs.FileSystem.from_uri(uri)
+
+    def read(self, rel: str) -> bytes:
+        with self.fs.open_input_stream(f"{self.path}/{rel}") as f:
+            return f.read()
+
+    def json(self, rel: str):
+        return json.loads(self.read(rel))
+
+    def exists(self, rel: str) -> bool:
+        return self.fs.get_file_info(f"{self.path}/{rel}").type != pafs.FileType.NotFound
+
+    def listdir(self, rel: str) -> list[str]:
+        return [i.base_name for i in self.fs.get_file_info(pafs.FileSelector(f"{self.path}/{rel}"))]
+
+
+def _registered_checkpoint(run: Bucket, trial: str) -> bool:
     """Ray Train has registered a checkpoint of `trial` (the folder alone appears earlier)."""
     try:
-        snapshot = json.loads((run / "ray" / MEMBER_RUN / "checkpoint_manager_snapshot.json").read_text())
+        snapshot = run.json(f"ray/{MEMBER_RUN}/checkpoint_manager_snapshot.json")
     except (OSError, ValueError):
         return False
     return ((snapshot.get("latest_checkpoint_result") or {}).get("metrics") or {}).get("trial") == trial
@@ -77,12 +99,13 @@ def _raylet_of_train_worker(cluster) -> tuple[int, str] | None:
 
 
 @pytest.fixture(scope="module")
-def node_lost(autoscaling_cluster, tiny_features, tmp_path_factory):
+def node_lost(s3, autoscaling_cluster, tiny_features, tmp_path_factory):
     cluster, env, head = autoscaling_cluster
     tmp = tmp_path_factory.mktemp("node-loss")
-    run, preset = tmp / "RUN", tmp / "node-loss-test.json"
+    uri, preset = f"{s3[0]}/runs/node-loss", tmp / "node-loss-test.json"
+    run = Bucket(uri)
     preset.write_text(json.dumps(NODE_LOSS_PRESET.to_dict()))
-    cmd = [RAYMTL, "ensemble", "--features", str(tiny_features), "--out", str(run), "--preset", str(preset),
+    cmd = [RAYMTL, "ensemble", "--features", str(tiny_features), "--out", uri, "--preset", str(preset),
            "--divisions", "1", "--repeats", "1", "--variants", "triple", "--tasks", "asc", "--accelerator", ACCEL]  # fmt: skip
     seen: dict = {"head": head}
     log = tmp / "driver.log"
@@ -94,7 +117,7 @@ def node_lost(autoscaling_cluster, tiny_features, tmp_path_factory):
             if driver.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no stage-1 checkpoint (driver exit {driver.returncode}):\n{log.read_text()[-4000:]}")
             time.sleep(0.2)
-        seen["stage1_finished_at_kill"] = (run / "trials" / STAGE1 / "result.json").exists()
+        seen["stage1_finished_at_kill"] = run.exists(f"trials/{STAGE1}/result.json")
         raylet = _raylet_of_train_worker(cluster)
         assert raylet is not None, "no Train worker process found"
         seen["killed_pid"], seen["killed_node"] = raylet
@@ -104,12 +127,12 @@ def node_lost(autoscaling_cluster, tiny_features, tmp_path_factory):
     finally:
         stop_process_group(driver)
     seen["returncode"], seen["log"] = driver.returncode, log.read_text()
-    seen["reduce"] = subprocess.run([RAYMTL, "reduce", str(run)], env=env, capture_output=True, text=True, timeout=300)
+    seen["reduce"] = subprocess.run([RAYMTL, "reduce", uri], env=env, capture_output=True, text=True, timeout=300)
     return run, seen
 
 
-def _result(run: Path, trial: str) -> dict:
-    return json.loads((run / "trials" / trial / "result.json").read_text())
+def _result(run: Bucket, trial: str) -> dict:
+    return run.json(f"trials/{trial}/result.json")
 
 
 def test_the_member_resumes_on_another_node_from_its_checkpoint(node_lost):
@@ -127,17 +150,17 @@ def test_the_member_resumes_on_another_node_from_its_checkpoint(node_lost):
 
 def test_nothing_is_trained_or_recorded_twice(node_lost):
     run, seen = node_lost
-    epochs = [json.loads(line)["epoch"] for line in (run / "trials" / STAGE1 / "metrics.jsonl").read_text().splitlines()]
+    epochs = [json.loads(line)["epoch"] for line in run.read(f"trials/{STAGE1}/metrics.jsonl").decode().splitlines()]
     assert epochs == [0, 1, 2]
-    assert sorted(p.name for p in (run / "trials").iterdir()) == sorted([STAGE1, FINETUNE])
+    assert sorted(run.listdir("trials")) == sorted([STAGE1, FINETUNE])
     assert "1 members in" in seen["log"] and "0 already done, 1 trained now" in seen["log"]
 
 
 def test_reduce_after_the_node_loss_matches_a_recount_of_the_scores(node_lost):
     run, seen = node_lost
     assert seen["reduce"].returncode == 0, seen["reduce"].stderr[-3000:]
-    summary = json.loads((run / "ensemble" / "summary.json").read_text())
-    table = pq.read_table(run / "trials" / FINETUNE / "scores.parquet").to_pydict()
+    summary = run.json("ensemble/summary.json")
+    table = pq.read_table(f"{run.path}/trials/{FINETUNE}/scores.parquet", filesystem=run.fs).to_pydict()
     # Recount: each recording's patches vote with their argmax; ties go to the larger summed score.
     votes, sums, labels = collections.defaultdict(collections.Counter), {}, {}
     for clip, label, scores in zip(table["clip"], table["label"], table["scores"]):

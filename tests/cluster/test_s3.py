@@ -20,7 +20,7 @@ MEMBER_RUN = "member-d1-r1-triple"
 
 
 @pytest.fixture(scope="module")
-def on_s3(s3, autoscaling_cluster, tiny_data, cluster_preset):
+def on_s3(s3, autoscaling_cluster, tiny_data, cluster_preset, tmp_path_factory):
     bucket, _ = s3
     _, env, _ = autoscaling_cluster
     features, run = f"{bucket}/features", f"{bucket}/runs/r1"
@@ -35,15 +35,16 @@ def on_s3(s3, autoscaling_cluster, tiny_data, cluster_preset):
         "results": ["results", run, "--format", "json"],
         "predict": ["predict", run, str(audio), "--format", "json"],
     }  # fmt: skip
-    done = {}
+    done, logs = {}, tmp_path_factory.mktemp("s3-steps")
     for name, args in steps.items():
         done[name] = subprocess.run([RAYMTL, *args], env=env, capture_output=True, text=True, timeout=600)
+        (logs / f"{name}.log").write_text(done[name].stdout + done[name].stderr)
         if done[name].returncode != 0:
             break
     fs, path = pafs.FileSystem.from_uri(run)
     files = {
         i.path[len(path) + 1 :]: i.size
-        for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         if i.type == pafs.FileType.File
     }
     return run, done, fs, path, files
