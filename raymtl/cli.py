@@ -66,12 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--repeats", type=int, default=3, help="repeats 1..N")
     e.add_argument("--variants", default="triple,quadruple")
     e.add_argument("--tasks", default="asc,aec")
-    e.add_argument("--gpus-per-trial", type=float, default=None, help="default: 1 if the cluster has GPUs, else 0")
+    e.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="accelerators per member (default: 1 if the cluster has, or can autoscale to, nodes with "
+                        "the --accelerator resource, else 0)")  # fmt: skip
+    e.add_argument("--accelerator", default="GPU",
+                   help="the resource name members request as their accelerator (default GPU; a custom resource "
+                        "of the accelerator nodes places members there and trains on CPU, e.g. a local dry run)")  # fmt: skip
     e.add_argument("--cpus-per-trial", type=float, default=None,
                    help="per Train worker (default: 1; 0.5 on a CPU-only machine with fewer than 3 CPUs, "
                         "so that two members train at once)")  # fmt: skip
-    e.add_argument("--max-concurrent", type=int, default=None, help="members at once (default: what fits)")
+    e.add_argument("--max-concurrent", type=int, default=None,
+                   help="members at once (default: all on a cluster that can add nodes, else what fits now)")  # fmt: skip
     e.add_argument("--max-failures", type=int, default=2, help="worker restarts per stage")
+
+    c = sub.add_parser("cluster-config", help="publish an autoscaling config's worker node types to the cluster")
+    c.add_argument("config", nargs="?", default="~/ray_bootstrap_config.yaml",
+                   help="cluster launcher config (default: the head's, as `ray up` writes it)")  # fmt: skip
 
     r = sub.add_parser("reduce", help="fuse the members' stored scores into the ensemble result")
     r.add_argument("run", help="RUN folder")
@@ -147,7 +157,6 @@ def _int_list(text: str, what: str) -> list[int]:
 def _ensemble(args: argparse.Namespace) -> int:
     from raymtl.ensemble.grid import GridOptions, run_ensemble
     from raymtl.ensemble.plan import EnsemblePlan
-    from raymtl.ray_session import ensure_ray
 
     plan = EnsemblePlan(
         divisions=_int_list(args.divisions, "divisions"),
@@ -155,23 +164,35 @@ def _ensemble(args: argparse.Namespace) -> int:
         variants=[v for v in args.variants.split(",") if v],
         tasks=[t for t in args.tasks.split(",") if t],
     )
-    gpus = args.gpus_per_trial
-    if gpus is None:
-        import ray
-
-        ensure_ray()
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     options = GridOptions(
-        gpus_per_trial=gpus,
+        gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent,
         max_failures=args.max_failures,
+        accelerator=args.accelerator,
     )
     report = run_ensemble(args.features, args.out, args.preset, plan, options)
     print(report.summary())
     if report.failed:
         return 1
     print(f"next: raymtl reduce {args.out}")
+    return 0
+
+
+@command("cluster-config")
+def _cluster_config(args: argparse.Namespace) -> int:
+    import os
+
+    import ray
+
+    from raymtl.ensemble.capacity import publish
+
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=False)  # a running cluster only
+    groups = publish(os.path.expanduser(args.config))
+    for g in groups:
+        res = ", ".join(f"{v:g} {k}" for k, v in sorted(g.resources.items()))
+        print(f"{g.name}: {res}; {g.min_count} to {'any number' if g.max_count == -1 else g.max_count} nodes")
+    print(f"published {len(groups)} worker node type(s) to the cluster")
     return 0
 
 

@@ -37,6 +37,17 @@ def absolute(uri: str | os.PathLike) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
+def uri_of(base: str, path: str) -> str:
+    """`path` (as `resolve(base)` gives paths inside its file system) as a URI a reader can
+    resolve again: `s3://bucket/key` for a remote base, the path itself for a local one. A bare
+    `bucket/key` would be read as a local relative path."""
+    base = os.fspath(base)
+    if "://" not in base:
+        return path
+    scheme = base.split("://", 1)[0] + "://"
+    return path if path.startswith(scheme) else scheme + path.lstrip("/")
+
+
 def join(*parts: str) -> str:
     return "/".join(p.rstrip("/") for p in parts if p)
 
@@ -103,6 +114,16 @@ def atomic_local_file(path: str | os.PathLike, *, fsync: bool = False) -> Iterat
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def move_dir(fs: pafs.FileSystem, src: str, dst: str) -> None:
+    """Rename a folder. An object store (S3) has no rename of a prefix: there every file is
+    copied, then the source deleted (not atomic: readers wait for the files the folder promises)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(src, dst)
+        return
+    pafs.copy_files(src, dst, source_filesystem=fs, destination_filesystem=fs)
+    fs.delete_dir(src)
 
 
 def write_text(fs: pafs.FileSystem, path: str, text: str, *, overwrite: bool = True) -> None:

@@ -360,8 +360,8 @@ def _swap_in(fs, partial: str, out_path: str) -> None:
     if storage.exists(fs, out_path):
         old = out_path + ".old"
         storage.delete_dir(fs, old)
-        fs.move(out_path, old)
-        fs.move(partial, out_path)
+        storage.move_dir(fs, out_path, old)
+        storage.move_dir(fs, partial, out_path)
         storage.delete_dir(fs, old)
     else:
-        fs.move(partial, out_path)
+        storage.move_dir(fs, partial, out_path)

@@ -7,6 +7,8 @@ each starting as soon as its own stage 1 is recorded. The stages are one `TorchT
 (`member-d<K>-r<R>-<variant>`) inside the Tune function trainable (Ray Train V2's way to run
 many Train runs under Tune), reporting to Tune through `TuneReportCallback`: a member pays Ray
 Train's start-up once, not once per stage. `max_concurrent_trials` bounds how many run at once.
+What each member requests and how many are queued come from what the cluster has or can add
+(`raymtl.ensemble.capacity`); one driver at a time trains a RUN (`raymtl.ensemble.lock`).
 
 Faults: a Train worker that dies restarts from its last checkpoint (`FailureConfig`); a rerun of
 the same command skips finished trials (their `result.json`) and resumes unfinished ones from
@@ -23,6 +25,8 @@ from typing import Any
 
 from raymtl import storage
 from raymtl.config import Preset, get_preset
+from raymtl.ensemble.capacity import plan_resources, read_capacity
+from raymtl.ensemble.lock import RunLock
 from raymtl.ensemble.plan import EnsemblePlan, member_experiment, write_plan
 from raymtl.run import layout
 from raymtl.run.progress import DONE, FAILED, QUEUED, RUNNING, Placement, write_member
@@ -37,10 +41,13 @@ EPOCH_LOG_S = 30.0  # progress: at most one epoch line per running member this o
 
 @dataclass(frozen=True)
 class GridOptions:
-    gpus_per_trial: float = 0.0  # per Train worker; 0 on CPU-only machines
-    cpus_per_trial: float | None = None  # per Train worker; None: `_auto_cpus_per_trial`
-    max_concurrent: int | None = None  # None: as many as the cluster's resources allow
+    gpus_per_trial: float | None = None  # accelerators per Train worker; None: 1 if the cluster has or can add them
+    cpus_per_trial: float | None = None  # per Train worker; None: `raymtl.ensemble.capacity.plan_resources`
+    max_concurrent: int | None = None  # None: every member on a cluster that can add nodes, else what fits
     max_failures: int = 2  # Train worker restarts per stage
+    # The resource a member's accelerator is: `GPU` on real clusters; tests on a local autoscaling
+    # cluster name a custom resource of their worker nodes (a fake GPU has no CUDA device).
+    accelerator: str = "GPU"
 
 
 def member_trials(division: int, repeat: int, variant: str, tasks) -> list[T.TrialSpec]:
@@ -60,6 +67,7 @@ def run_member(config: dict[str, Any]) -> dict[str, Any]:
         use_gpu=config["gpus_per_trial"] > 0,
         cpus_per_worker=config["cpus_per_trial"],
         gpus_per_worker=config["gpus_per_trial"],
+        accelerator=config["accelerator"],
         max_failures=config["max_failures"],
         train_callbacks=(TuneReportCallback(),),
     )
@@ -156,16 +164,21 @@ def run_ensemble(
     plan: EnsemblePlan,
     options: GridOptions = GridOptions(),
 ) -> EnsembleReport:
-    """Train every member of `plan` not yet finished in `run`; returns what happened."""
-    from ray import tune
-
-    from raymtl.ray_session import ensure_ray
-
+    """Train every member of `plan` not yet finished in `run`; returns what happened. Refuses
+    (`RunLockedError`) while another driver trains the same RUN."""
     t0 = time.perf_counter()
     preset = get_preset(preset) if isinstance(preset, str) else preset
     features, run = storage.absolute(features), storage.absolute(run)  # trials run in other folders
     ensure_run_manifest(run, preset, features)
     write_plan(run, plan, preset=preset.name)
+    with RunLock(run):  # one driver per RUN, from before it looks at what is finished
+        return _train_members(features, run, preset, plan, options, t0)
+
+
+def _train_members(features: str, run: str, preset: Preset, plan: EnsemblePlan, options: GridOptions,
+                   t0: float) -> EnsembleReport:  # fmt: skip
+    from raymtl.ray_session import ensure_ray
+
     members = [
         {"division": d, "repeat": r, "variant": v}
         for r in plan.repeats
@@ -181,11 +194,25 @@ def run_ensemble(
     for m in todo:  # our own record of the queue (raymtl.run.progress), until Tune starts each
         write_member(run, m["division"], m["repeat"], m["variant"], QUEUED)
     ensure_ray()
-    if options.cpus_per_trial is None:
-        options = dataclasses.replace(options, cpus_per_trial=_auto_cpus_per_trial(options))
-    max_concurrent = options.max_concurrent or _default_concurrency(options)
-    log.info("ensemble: up to %d members at once, %g CPU%s per Train worker", max_concurrent,
-             options.cpus_per_trial, f" and {options.gpus_per_trial:g} GPU" if options.gpus_per_trial else "")  # fmt: skip
+    capacity = read_capacity()
+    log.info("ensemble: cluster: %s", capacity.describe())
+    resources = plan_resources(capacity, len(todo), options.accelerator, options.gpus_per_trial,
+                               options.cpus_per_trial, options.max_concurrent)  # fmt: skip
+    options = dataclasses.replace(options, gpus_per_trial=resources.accelerators_per_trial,
+                                  cpus_per_trial=resources.cpus_per_trial)  # fmt: skip
+    log.info("ensemble: %s", resources.describe())
+    results = _fit(todo, features, run, preset, plan, options, resources.max_concurrent, len(members), done_before)
+    failed = [_member_name(r.config["member"]) for r in results if r.error is not None]
+    for r in results:
+        if r.error is not None:
+            log.error("member %s failed: %s", _member_name(r.config["member"]), r.error)
+    trained = len(todo) - len(failed)
+    return EnsembleReport(run, len(members), done_before, trained, failed, time.perf_counter() - t0)
+
+def _fit(todo, features, run, preset, plan, options, max_concurrent, total, done_before):
+    """The Tune run of the members in `todo`; its results."""
+    from ray import tune
+
     fs, run_path = storage.resolve(run)
     tuner = tune.Tuner(
         # The member function only drives Train runs: it holds (almost) no CPU of its own, so the
@@ -202,40 +229,22 @@ def run_ensemble(
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(
-            name="grid",
+            name=layout.GRID,
             storage_path=layout.ray_storage(run, run_path),
             failure_config=tune.FailureConfig(max_failures=1),
-            callbacks=[_Progress(len(members), done_before)],
+            callbacks=[_Progress(total, done_before)],
             verbose=0,
         ),
     )
-    results = tuner.fit()
-    failed = [_member_name(r.config["member"]) for r in results if r.error is not None]
-    for r in results:
-        if r.error is not None:
-            log.error("member %s failed: %s", _member_name(r.config["member"]), r.error)
-    trained = len(todo) - len(failed)
-    return EnsembleReport(run, len(members), done_before, trained, failed, time.perf_counter() - t0)
+    return tuner.fit()
 
 
 def _auto_cpus_per_trial(options: GridOptions) -> float:
-    """One CPU per Train worker, except on a CPU-only machine with fewer than 3 CPUs: there,
-    half a CPU each, so that two members train at once beside the CPU kept for Ray Data. A
-    member's training is compute-bound on one thread, so one member at a time would leave a
-    core mostly idle; two at once trained 1.65x the members per hour on 2 cores (tiny preset)."""
-    import ray
-
-    if options.gpus_per_trial > 0:
-        return 1.0
-    return 1.0 if ray.cluster_resources().get("CPU", 1) - 1 >= 2 else 0.5
+    """CPUs per Train worker that `raymtl ensemble` would pick on the connected cluster."""
+    return plan_resources(read_capacity(), 1, options.accelerator, options.gpus_per_trial).cpus_per_trial
 
 
 def _default_concurrency(options: GridOptions) -> int:
-    """As many members at once as the cluster has worker slots for (at least 1)."""
-    import ray
-
-    res = ray.cluster_resources()
-    if options.gpus_per_trial > 0:
-        return max(1, int(res.get("GPU", 0) // options.gpus_per_trial))
-    # CPU only: keep one CPU free for the Ray Data tasks that feed the workers.
-    return max(1, int((res.get("CPU", 1) - 1) // max(options.cpus_per_trial, 1e-9)))
+    """Members at once that `raymtl ensemble` would pick for a one-member plan (at least 1)."""
+    plan = plan_resources(read_capacity(), 1, options.accelerator, options.gpus_per_trial, options.cpus_per_trial)
+    return plan.max_concurrent

@@ -18,6 +18,7 @@ path; they all call these (with the path inside the RUN's file system, `storage.
         members/d<K>-r<R>-<variant>.json   each member's state (raymtl.run.progress)
         summary.json                `raymtl reduce`'s result (raymtl.ensemble.reduce)
         predictions.parquet         ... and its per-recording predictions
+        driver.lock                 the `raymtl ensemble` driver that holds the RUN (raymtl.ensemble.lock)
 
 Trial names come only from (experiment, division, repeat, variant) (raymtl.train.trial), never
 from timestamps or random values, so a rerun finds the same folders and resumes.
@@ -29,6 +30,7 @@ from raymtl.storage import join
 
 MANIFEST = "manifest.json"
 RAY_DIR = "ray"
+GRID = "grid"  # the ensemble's Tune experiment, under RAY_DIR
 TRIALS_DIR = "trials"
 ENSEMBLE_DIR = "ensemble"
 RESULT = "result.json"
@@ -39,6 +41,7 @@ PLAN = "plan.json"
 MEMBERS_DIR = "members"
 SUMMARY = "summary.json"
 PREDICTIONS = "predictions.parquet"
+DRIVER_LOCK = "driver.lock"
 
 
 def manifest(run_path: str) -> str:
@@ -102,3 +105,7 @@ def summary(run_path: str) -> str:
 
 def predictions(run_path: str) -> str:
     return join(ensemble_dir(run_path), PREDICTIONS)
+
+
+def driver_lock(run_path: str) -> str:
+    return join(ensemble_dir(run_path), DRIVER_LOCK)

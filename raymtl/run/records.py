@@ -88,11 +88,14 @@ class TrialResult:
     finished: str  # "%Y-%m-%dT%H:%M:%S%z"
     raymtl_version: str
     resumed_after_epoch: tuple[int, ...] = ()  # worker restarts from a checkpoint
-    placement: Placement | None = None  # where it trained (older results: unknown)
+    placement: Placement | None = None  # where it finished training (older results: unknown)
+    # Every (re)start of the trial's worker: node_id, node_ip, device, resources, from_epoch, started.
+    placements: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["targets"], d["resumed_after_epoch"] = list(self.targets), list(self.resumed_after_epoch)
+        d["placements"] = [dict(p) for p in self.placements]
         return {"format": RESULT_FORMAT, "version": RESULT_VERSION, **d}
 
     @classmethod
@@ -122,6 +125,7 @@ class TrialResult:
                 raymtl_version=str(d.get("raymtl_version") or ""),
                 resumed_after_epoch=tuple(int(e) for e in d.get("resumed_after_epoch") or ()),
                 placement=Placement(**placement) if placement else None,
+                placements=tuple(dict(p) for p in d.get("placements") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InputFileError(path, f"not a trial result ({e!r})") from None

@@ -206,10 +206,10 @@ class TrialInfo:
     def name(self) -> str:
         return self.spec.name
 
-    def model_path(self, task: str) -> str:
-        """Its model file of `task`, as a path in the RUN's file system."""
+    def model_uri(self, task: str) -> str:
+        """Its model file of `task` (`s3://...` for a RUN on S3)."""
         _, run_path = storage.resolve(self.run)
-        return layout.model(run_path, self.name, task)
+        return storage.uri_of(self.run, layout.model(run_path, self.name, task))
 
     def val_accuracy(self, task: str) -> float | None:
         return self.result.val_accuracy.get(task)
@@ -256,12 +256,16 @@ def finished_trials(run: str) -> list[TrialInfo]:
     return out
 
 
+def _has_model(trial: TrialInfo, task: str) -> bool:
+    fs, path = storage.resolve(trial.model_uri(task))
+    return storage.is_file(fs, path)
+
+
 def select_mtl(run: str, target: str = "asc", trial: str | None = None) -> TrialInfo:
     """The stage-1 trial whose `target` network answers `--model mtl` (module docstring)."""
     if target not in TASKS:
         raise UserError(f"unknown --mtl-target {target!r}; valid: {', '.join(TASKS)}")
-    fs, _ = storage.resolve(run)
-    trials = [t for t in finished_trials(run) if storage.is_file(fs, t.model_path(target))]
+    trials = [t for t in finished_trials(run) if _has_model(t, target)]
     if trial is not None:
         named = [t for t in trials if t.name == trial]
         if not named:
@@ -290,7 +294,7 @@ def ensemble_members(run: str, task: str) -> list[TrialInfo]:
         names = [n for n, t in by_name.items() if t.spec.experiment == member_experiment(task)]
     members = []
     for n in names:
-        if n not in by_name or not storage.is_file(fs, by_name[n].model_path(task)):
+        if n not in by_name or not _has_model(by_name[n], task):
             raise UserError(f"{run}: ensemble member {n} has no finished model-{task}.pt")
         members.append(by_name[n])
     if not members:
@@ -316,9 +320,9 @@ def best_member(run: str, task: str, trial: str | None = None) -> TrialInfo:
 def load_member(trial: TrialInfo, task: str, device=None) -> Member:
     from raymtl.models import load_model
 
-    fs, _ = storage.resolve(trial.run)
-    path = trial.model_path(task)
-    net, meta = load_model(io.BytesIO(storage.read_bytes(fs, path)), map_location=device or "cpu")
+    path = trial.model_uri(task)
+    fs, fs_path = storage.resolve(path)
+    net, meta = load_model(io.BytesIO(storage.read_bytes(fs, fs_path)), map_location=device or "cpu")
     return Member(trial.name, path, trial.spec, net, meta, trial.val_accuracy(task))
 
 

@@ -222,6 +222,10 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         log.info("%s: resuming from the checkpoint of epoch %d", stage.trial, state["epoch"])
     else:
         log.info("%s: training %s for %s epochs", stage.trial, stage.model_kind, stage.epochs)
+    # Where this (re)start runs, from which epoch: result.json records every one.
+    state.setdefault("placements", []).append(
+        {**_placement(device), "from_epoch": state["epoch"] + 1, "started": round(time.time(), 1)}
+    )
 
     # Our own live record of the stage (RUN/trials/<trial>/progress.json, raymtl.run.progress):
     # what results, the dashboard and the terminal read while it trains.
@@ -304,6 +308,19 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         progress.close()
         log.info("%s: recorded in %.0f s, scoring the test set %.1f s (%s)", stage.trial, time.perf_counter() - t0,
                  time.perf_counter() - t_score, result.test_accuracy)  # fmt: skip
+
+
+def _placement(device) -> dict:
+    """The node and device this Train worker runs on, and the resources it holds."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    return {
+        "node_id": ctx.get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "device": str(device),
+        "resources": ctx.get_assigned_resources(),
+    }
 
 
 def _log_to_stderr() -> None:

@@ -77,6 +77,7 @@ def write_trial(
         raymtl_version=raymtl.__version__,
         resumed_after_epoch=tuple(state.get("resumed_after_epoch", ())),
         placement=Placement.here(torch_device),
+        placements=tuple(state.get("placements", ())),
     )
     write_result(fs, run_path, result)  # last: marks it finished
     return result

@@ -28,6 +28,10 @@ class TrialOptions:
     use_gpu: bool | None = None  # None: use one if the cluster has any
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 1.0  # when use_gpu
+    # The resource name the accelerator is requested as. Only `GPU` gives the worker a CUDA
+    # device; another name (a custom resource of the accelerator nodes) places the worker there
+    # and trains on its CPU, as tests on a local autoscaling cluster do.
+    accelerator: str = "GPU"
     max_failures: int = 2  # worker restarts from the last checkpoint before the trial fails
     stage1_from: str | None = None  # a model file to fine-tune from, instead of the RUN's stage-1 trial
     train_callbacks: tuple = ()  # Ray Train callbacks (the ensemble passes TuneReportCallback)
@@ -243,7 +247,8 @@ def run_trials(
     counter = EpochCounter.start() if any(s.experiment.mixup for s in stages) else None
     use_gpu = options.use_gpu if options.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     for s in stages:
-        log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs, "GPU" if use_gpu else "CPU")
+        log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs,
+                 options.accelerator if use_gpu else "CPU")  # fmt: skip
     t0 = time.perf_counter()
     datasets = _datasets(stages, features, counter)
     log.info("%s: streams ready in %.1f s", name, time.perf_counter() - t0)
@@ -253,9 +258,9 @@ def run_trials(
                                               epoch_counter=counter)},  # fmt: skip
         scaling_config=ray.train.ScalingConfig(
             num_workers=1,
-            use_gpu=use_gpu,
+            use_gpu=use_gpu and options.accelerator == "GPU",
             resources_per_worker={"CPU": options.cpus_per_worker}
-            | ({"GPU": options.gpus_per_worker} if use_gpu else {}),
+            | ({options.accelerator: options.gpus_per_worker} if use_gpu else {}),
         ),
         datasets=datasets,
         # One worker: a split would be the whole dataset anyway, and each split stream costs a

@@ -90,8 +90,9 @@ def trial_dir(run: str, spec: TrialSpec) -> str:
 
 
 def model_file(run: str, spec: TrialSpec, task: str) -> str:
+    """The model file's URI (`s3://...` for a RUN on S3), as result.json records it."""
     _, path = storage.resolve(run)
-    return layout.model(path, spec.name, task)
+    return storage.uri_of(run, layout.model(path, spec.name, task))
 
 
 def is_finished(run: str, spec: TrialSpec) -> bool:
