@@ -89,30 +89,21 @@ class _Keeper:
     """Decides, stream by stream, which of a member's streams are read once and kept in the
     object store (`streams.fits_in_object_store`: from the node's own object store, which Ray
     sizes from its real memory), and logs each decision. Validation sets first (read every
-    epoch), then the training streams, then the test sets (read once per stage).
-
-    A training stream over a local FEATURES folder is streamed even when it fits: re-reading
-    FEATURES v2 from the page cache is a small part of the stream's work, and the kept set
-    measured slower, not faster (benchmarks/bench_stream.py at full size: 1,805 patches/s kept
-    against 3,501 streamed, same run). Over remote storage (a URI) it is kept when it fits."""
+    epoch), then the training streams, then the test sets (read once per stage)."""
 
     def __init__(self, features: str):
         self.features = features
         self.kept = 0
 
-    def __call__(self, what: str, dataset: str, division: int, split: str, variant: str, training: bool = False) -> bool:
+    def __call__(self, what: str, dataset: str, division: int, split: str, variant: str) -> bool:
         from raymtl.data import streams
 
         n = streams.stored_bytes(self.features, dataset, division, split, variant)
-        local = "://" not in self.features or self.features.startswith("file://")
-        fits = streams.fits_in_object_store(self.kept + n)
-        keep = fits and not (training and local)
+        keep = streams.fits_in_object_store(self.kept + n)
         self.kept += n if keep else 0
-        why = "kept in the object store after the first read" if keep else "streamed from Parquet on every pass"
-        if fits and not keep:
-            why += " (it fits, but a local re-read costs less than keeping it)"
-        elif not fits:
-            why += " (more than this node's object store can keep)"
+        why = "kept in the object store after the first read" if keep else (
+            "streamed from Parquet on every pass (more than this node's object store can keep)"
+        )  # fmt: skip
         patches = streams.expected_patches(self.features, dataset, division, split, variant)
         log.info("%s: %.1f MB of clip rows (%d patches) %s", what, n / 1e6, patches, why)
         return keep
@@ -124,14 +115,14 @@ def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
     spec, cap = stage.spec, stage.preset.train.max_train_patches
     # The streams shuffle (files every pass, patches within a file): see StageConfig.shuffle_buffer.
     if stage.experiment.mixup:
-        kept = keep(f"{spec.name} train (mixup)", "tut2017", spec.division, "train", spec.variant, training=True)
+        kept = keep(f"{spec.name} train (mixup)", "tut2017", spec.division, "train", spec.variant)
         return streams.mixup_stream(
             features, spec.division, "train", spec.variant, stage.seed, counter, max_patches=cap,
             materialize_scenes=kept, shuffle=True,
         )  # fmt: skip
     (target,) = stage.targets
     dataset = schema.TASK_DATASET[target]
-    kept = keep(f"{spec.name} train", dataset, spec.division, "train", spec.variant, training=True)
+    kept = keep(f"{spec.name} train", dataset, spec.division, "train", spec.variant)
     return streams.single_task_stream(
         features, target, spec.division, "train", spec.variant, max_patches=cap, shuffle_seed=stage.seed,
         materialize=kept,
