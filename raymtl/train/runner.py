@@ -45,7 +45,9 @@ def ensure_run_manifest(run: str, preset: Preset, features: str) -> dict:
                 "Use another --out for another preset."
             )
         if manifest.get("features") != os.path.abspath(features) and "://" not in features:
-            log.warning("%s was made from features %s; now reading %s", run, manifest.get("features"), features)
+            log.warning(
+                "%s was made from features %s; now reading %s", run, manifest.get("features"), features
+            )
         return manifest
     manifest = {
         "format": "raymtl-run",
@@ -150,7 +152,9 @@ def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
         # Read after each stage's last epoch by the worker that scores them: kept when it fits,
         # as a member's stages score the same test set.
         kept = len(stages) > 1 and keep(f"test ({t})", dataset, spec.division, "test", spec.variant)
-        out[f"test_{t}"] = streams.test_patches(features, dataset, spec.division, spec.variant, materialize=kept)
+        out[f"test_{t}"] = streams.test_patches(
+            features, dataset, spec.division, spec.variant, materialize=kept
+        )
     return out
 
 
@@ -213,7 +217,9 @@ def run_trials(
     inits = {}
     for i, spec in enumerate(todo):
         chained = tuple(s.name for s in todo[:i])
-        inits[spec.name] = stage1_models(run, spec, get_experiment(spec.experiment), options.stage1_from, chained)
+        inits[spec.name] = stage1_models(
+            run, spec, get_experiment(spec.experiment), options.stage1_from, chained
+        )
     ensure_run_manifest(run, preset, features)
     ensure_ray()
     # Class names in label order (read once); stored in each model file too, so that
@@ -222,13 +228,21 @@ def run_trials(
     class_names = {t: list(classes[schema.TASK_DATASET[t]]) for t in TASKS}
     n_classes = {t: len(names) for t, names in class_names.items()}
     stages = [
-        StageConfig(spec=s, preset=preset, n_classes=n_classes, init=inits[s.name], train_dataset=f"train_{i}")
+        StageConfig(
+            spec=s, preset=preset, n_classes=n_classes, init=inits[s.name], train_dataset=f"train_{i}"
+        )
         for i, s in enumerate(todo)
     ]
     counter = EpochCounter.start() if any(s.experiment.mixup for s in stages) else None
     use_gpu = options.use_gpu if options.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     for s in stages:
-        log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs, "GPU" if use_gpu else "CPU")
+        log.info(
+            "%s: training %s for %s epochs on %s",
+            s.trial,
+            s.model_kind,
+            s.epochs,
+            "GPU" if use_gpu else "CPU",
+        )
     t0 = time.perf_counter()
     datasets = _datasets(stages, features, counter)
     log.info("%s: streams ready in %.1f s", name, time.perf_counter() - t0)
