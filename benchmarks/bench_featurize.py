@@ -19,21 +19,28 @@ from benchmarks.common import BENCH_OUT, setup_logging, synth_data
 def plain_loop(data, out) -> tuple[int, float]:
     """The same work without Ray: one process, one file after another."""
     from raymtl.config import FeatureConfig
+    from raymtl.data import stored
     from raymtl.data.audio import load_clip
     from raymtl.data.esc50 import parse_esc50
-    from raymtl.data import stored
     from raymtl.data.features import LogMel, channel_images
     from raymtl.data.tut2017 import parse_tut2017
 
     cfg = FeatureConfig()
-    clips = list(parse_esc50(data / "esc50").clips) + list(parse_tut2017(data / "tut2017-dev", data / "tut2017-eval").clips)
+    clips = list(parse_esc50(data / "esc50").clips) + list(
+        parse_tut2017(data / "tut2017-dev", data / "tut2017-eval").clips
+    )
     logmel = LogMel(cfg)
     logmel(np.zeros(cfg.sample_rate_hz, np.float32))
     n_patches, audio_s, cells = 0, 0.0, []
     for c in clips:
         tut = c.dataset == "tut2017"
-        a = load_clip(c.path, channels=2 if tut else 1, sample_rate_hz=cfg.sample_rate_hz,
-                      duration_s=10.0 if tut else 5.0, exact_duration=tut)
+        a = load_clip(
+            c.path,
+            channels=2 if tut else 1,
+            sample_rate_hz=cfg.sample_rate_hz,
+            duration_s=10.0 if tut else 5.0,
+            exact_duration=tut,
+        )
         audio_s += a.samples.shape[0] / cfg.sample_rate_hz
         images = channel_images(a.samples, logmel)
         for name in stored.STORED_IMAGES[c.dataset]:
@@ -61,10 +68,22 @@ def main(argv=None) -> dict:
     # pays it once per hour-long run, so it is measured separately.
     out_ray = BENCH_OUT / "bench-featurize-ray"
     t = time.perf_counter()
-    featurize(str(data / "esc50"), str(data / "tut2017-dev"), str(data / "tut2017-eval"), str(out_ray), overwrite=True)
+    featurize(
+        str(data / "esc50"),
+        str(data / "tut2017-dev"),
+        str(data / "tut2017-eval"),
+        str(out_ray),
+        overwrite=True,
+    )
     first_s = time.perf_counter() - t
     t = time.perf_counter()
-    report = featurize(str(data / "esc50"), str(data / "tut2017-dev"), str(data / "tut2017-eval"), str(out_ray), overwrite=True)
+    report = featurize(
+        str(data / "esc50"),
+        str(data / "tut2017-dev"),
+        str(data / "tut2017-eval"),
+        str(out_ray),
+        overwrite=True,
+    )
     ray_s = time.perf_counter() - t
     out_plain = BENCH_OUT / "bench-featurize-plain"
     t = time.perf_counter()
@@ -89,7 +108,8 @@ def main(argv=None) -> dict:
         f"featurize ({args.size}, {report.clips} clips, {report.patches} patches, {cpus} CPUs): "
         f"Ray Data {res['ray_audio_s_per_s']:.0f} s audio/s, plain loop {res['plain_audio_s_per_s']:.0f} s audio/s, "
         f"ratio {res['ratio_ray_over_plain']:.2f}x (first Ray run incl. start-up {first_s:.1f} s); "
-        f"{res['bytes_per_patch']:.0f} bytes/patch on disk (a float32 patch: {128 * 128 * 4}; FEATURES v1 stored that)"
+        f"{res['bytes_per_patch']:.0f} bytes/patch on disk "
+        f"(a float32 patch: {128 * 128 * 4}; FEATURES v1 stored that)"
     )
     return res
 

@@ -69,15 +69,18 @@ def main(argv: list[str] | None = None) -> dict:
         }
     stage_s = sum(r["data_wait_s"] + r["train_s"] + r["validate_s"] + r["score_s"] for r in rows.values())
     print(
-        f"bench_member ({args.features}, division 1 repeat 1 {args.variant}, preset full-member): {total:.0f} s in all"
+        f"bench_member ({args.features}, division 1 repeat 1 {args.variant}, preset full-member): "
+        f"{total:.0f} s in all"
     )
     print(
-        f"  outside the stages (streams defined, kept sets materialized, Ray Train start-up): {total - stage_s:.0f} s"
+        "  outside the stages (streams defined, kept sets materialized, Ray Train start-up): "
+        f"{total - stage_s:.0f} s"
     )
     for name, r in rows.items():
         print(
-            f"  {name}: {r['patches']} patches; data wait {r['data_wait_s']:.0f} s, training {r['train_s']:.0f} s, "
-            f"validation {r['validate_s']:.0f} s, scoring {r['score_s']:.0f} s; test accuracy {r['test_accuracy']}"
+            f"  {name}: {r['patches']} patches; data wait {r['data_wait_s']:.0f} s, "
+            f"training {r['train_s']:.0f} s, validation {r['validate_s']:.0f} s, "
+            f"scoring {r['score_s']:.0f} s; test accuracy {r['test_accuracy']}"
         )
     out = {"total_s": round(total, 1), "stages": rows}
     print(json.dumps(out))

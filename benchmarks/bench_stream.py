@@ -264,12 +264,25 @@ def main(argv: list[str] | None = None) -> dict:
         ray.data.DataContext.get_current().enable_progress_bars = False
         result["cpus"] = int(ray.cluster_resources().get("CPU", 0))
         streamed = ray_epochs(
-            features, args.variant, seed, args.epochs, args.concurrency, pairing=args.pairing, block_patches=args.block_patches
+            features,
+            args.variant,
+            seed,
+            args.epochs,
+            args.concurrency,
+            pairing=args.pairing,
+            block_patches=args.block_patches,
         )
         result["peak_private_bytes_streamed"] = mem.peak_private
         if "buffer" not in skip:
             buffered = ray_epochs(
-                features, args.variant, seed, 2, args.concurrency, pairing=args.pairing, block_patches=args.block_patches, shuffle_buffer=2048
+                features,
+                args.variant,
+                seed,
+                2,
+                args.concurrency,
+                pairing=args.pairing,
+                block_patches=args.block_patches,
+                shuffle_buffer=2048,
             )
         if "materialized" not in skip:
             kept = ray_epochs(
@@ -315,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict:
         + "):",
         f"  build {streamed['build_s']:.1f} s (first batch after {streamed['first_batch_s']:.1f} s); "
         f"streamed {rate:.0f} patches/s (first epoch {streamed['first_epoch_patches_per_s']:.0f})",
-        f"  bytes read per epoch {read / 2**20:.1f} MiB ({read / n:.0f} B/patch); FEATURES {total / 2**20:.1f} MiB on disk",
+        f"  bytes read per epoch {read / 2**20:.1f} MiB ({read / n:.0f} B/patch); "
+        f"FEATURES {total / 2**20:.1f} MiB on disk",
     ]
     if "buffer" not in skip:
         result["ray_shuffle_buffer_patches_per_s"] = round(buffered["patches_per_s"], 1)
@@ -331,7 +345,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["plain_patches_per_s"] = round(plain_rate, 1)
         result["ratio_ray_to_plain"] = round(rate / plain_rate, 3)
         lines.append(
-            f"  plain pyarrow+numpy in one process: {plain_rate:.0f} patches/s; ratio Ray/plain {rate / plain_rate:.2f}"
+            f"  plain pyarrow+numpy in one process: {plain_rate:.0f} patches/s; "
+            f"ratio Ray/plain {rate / plain_rate:.2f}"
         )
     lines.append(
         f"  peak memory: {mem.peak_private / 2**20:.0f} MiB private (driver + Ray workers), "

@@ -33,7 +33,8 @@ def plain_epochs(feats, preset, epochs: int) -> list[float]:
 
     def patches(split):
         table = pa.concat_tables(
-            pq.read_table(f, columns=_clip_columns("tut2017", images)) for f in split_files(str(feats), "tut2017", 1, split)
+            pq.read_table(f, columns=_clip_columns("tut2017", images))
+            for f in split_files(str(feats), "tut2017", 1, split)
         ).combine_chunks()
         index, decoded = patch_index(table, "tut2017", images, cfg)
         labels = table.column("label").to_numpy().astype(np.int64)[index.row]
@@ -44,7 +45,9 @@ def plain_epochs(feats, preset, epochs: int) -> list[float]:
     # The same memory format (channels-last) and threads (one, as a 1-CPU Train worker gets) as
     # the Train loop, so the ratio is Ray's alone.
     torch.set_num_threads(1)
-    net = build_model("baseline", preset.model, {"asc": 15, "aec": 50}, task="asc").to(memory_format=torch.channels_last)
+    net = build_model("baseline", preset.model, {"asc": 15, "aec": 50}, task="asc").to(
+        memory_format=torch.channels_last
+    )
     x = x.unsqueeze(1).contiguous(memory_format=torch.channels_last)  # (N, 1, 128, 128)
     opt = torch.optim.Adam(net.parameters(), lr=preset.train.lr)
     times = []
@@ -86,7 +89,10 @@ def main(argv=None) -> dict:
     run_trial(TrialSpec("baseline-asc", 1, 1, "triple"), str(feats), str(run), preset)
     ray_total = time.perf_counter() - t
     ray.shutdown()
-    metrics = [json.loads(x) for x in (run / "trials" / "baseline-asc-d1-r1-triple" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(x)
+        for x in (run / "trials" / "baseline-asc-d1-r1-triple" / "metrics.jsonl").read_text().splitlines()
+    ]
     ray_epoch = float(np.median([m["seconds"] for m in metrics[1:]]))  # without the first (warm-up) epoch
     t = time.perf_counter()
     plain = plain_epochs(feats, preset, epochs)

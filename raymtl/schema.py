@@ -18,7 +18,20 @@ FEATURE_COLUMNS = (DATASET, SUBSET, CLIP, SOURCE, FOLD, LABEL, CLASS_NAME, IMAGE
 # The Parquet columns of FEATURES version 2: a clip's metadata, its frames (int32), its stored
 # channel images ("mono"; "left", "right": int16 log-mel, binary) and its mixup keys
 # ("patch_keys", list<uint64>). Partition folders hold the files (manifest.json lists them).
-STORED_COLUMNS = (DATASET, SUBSET, CLIP, SOURCE, FOLD, LABEL, CLASS_NAME, "n_frames", "mono", "left", "right", "patch_keys")
+STORED_COLUMNS = (
+    DATASET,
+    SUBSET,
+    CLIP,
+    SOURCE,
+    FOLD,
+    LABEL,
+    CLASS_NAME,
+    "n_frames",
+    "mono",
+    "left",
+    "right",
+    "patch_keys",
+)
 
 # Files beside the Parquet parts in a FEATURES folder.
 FEATURES_MANIFEST = "manifest.json"  # feature settings, class lists, counts, inputs

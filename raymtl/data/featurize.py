@@ -24,9 +24,9 @@ import pyarrow as pa
 import raymtl
 from raymtl import schema, storage
 from raymtl.config import FeatureConfig
+from raymtl.data import stored
 from raymtl.data.audio import load_clip
 from raymtl.data.esc50 import parse_esc50
-from raymtl.data import stored
 from raymtl.data.features import IMAGES, LogMel, channel_images
 from raymtl.data.records import ClipRecord, Reject
 from raymtl.data.tut2017 import parse_tut2017
@@ -221,7 +221,9 @@ def featurize(
     if strict and rejects:
         raise InputFileError(rejects[0].file, rejects[0].reason)
     clips = list(esc_layout.clips) + list(tut_layout.clips)
-    log.info("featurizing %d clips (%d rejected by the metadata checks) into %s", len(clips), len(rejects), out)
+    log.info(
+        "featurizing %d clips (%d rejected by the metadata checks) into %s", len(clips), len(rejects), out
+    )
 
     partial = out_path + ".partial"
     storage.delete_dir(fs, partial)  # left by an interrupted run; never a finished result
@@ -235,7 +237,9 @@ def featurize(
     ordered = sorted(
         (clips[i] for i in order), key=lambda c: stored.partition_name(c.dataset, c.subset, c.fold)
     )
-    ds = ray.data.from_items([c.to_dict() for c in ordered], override_num_blocks=max(1, len(clips) // clips_per_batch))
+    ds = ray.data.from_items(
+        [c.to_dict() for c in ordered], override_num_blocks=max(1, len(clips) // clips_per_batch)
+    )
     ds = ds.map_batches(
         ClipFeaturizer,
         fn_constructor_kwargs={"cfg": cfg, "log_actor": log_actor, "strict": strict},
@@ -322,7 +326,10 @@ def _partitions(fs, path: str, cfg: FeatureConfig) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for info in _parquet_files(fs, path):
         rel = info.path[len(path.rstrip("/")) + 1 :]
-        t = pq.read_table(fs.open_input_file(info.path), columns=[schema.DATASET, schema.SUBSET, schema.FOLD, stored.N_FRAMES])
+        t = pq.read_table(
+            fs.open_input_file(info.path),
+            columns=[schema.DATASET, schema.SUBSET, schema.FOLD, stored.N_FRAMES],
+        )
         if t.num_rows == 0:
             continue
         dataset = t[schema.DATASET][0].as_py()

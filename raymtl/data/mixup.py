@@ -14,11 +14,11 @@ partner is
 where `key_hash` is a stable 64-bit string hash (BLAKE2b, never Python's salted `hash()`) and
 N the pool size. Featurize computes every patch's key once and stores it (`patch_keys`,
 `raymtl.data.stored`), so the stream looks keys up instead of hashing strings row by row; the
-partners are the same as hashing them here. So the pairing is a pure function of (run seed, epoch, scene row, pool):
-reproducible, and independent of batching, block order and the number of actors, which Ray Data
-is free to change between runs. Different rows get independent, uniform partners whatever the
-ratio of scene to event patches (about 30:1 on the real data: each event patch is used ~30
-times an epoch).
+partners are the same as hashing them here. So the pairing is a pure function of (run seed,
+epoch, scene row, pool): reproducible, and independent of batching, block order and the number
+of actors, which Ray Data is free to change between runs. Different rows get independent,
+uniform partners whatever the ratio of scene to event patches (about 30:1 on the real data: each
+event patch is used ~30 times an epoch).
 
 How the transform knows the epoch. "Partners are drawn afresh every epoch" needs the epoch
 inside `MixupPairer`, but a Ray Data transform is built once (when the Dataset is defined, or

@@ -92,7 +92,8 @@ def rewrite_command(features: str, manifest: dict[str, Any]) -> str:
     """The `raymtl featurize` command that writes `features` again from the same audio."""
     inputs = manifest.get("inputs", {})
     cmd = (
-        f"raymtl featurize --esc {inputs.get('esc', 'ESC50_DIR')} --tut-dev {inputs.get('tut_dev', 'TUT_DEV_DIR')} "
+        f"raymtl featurize --esc {inputs.get('esc', 'ESC50_DIR')} "
+        f"--tut-dev {inputs.get('tut_dev', 'TUT_DEV_DIR')} "
         f"--tut-eval {inputs.get('tut_eval', 'TUT_EVAL_DIR')} --out {features} --overwrite"
     )
     if manifest.get("esc_subset", "all") != "all":

@@ -150,7 +150,10 @@ def _score_test(net: torch.nn.Module, shard, target: str, device, batch_size: in
     """Per-patch softmax scores of the test shard, with the id columns that identify each patch."""
     net.eval()
     parts: dict[str, list] = {k: [] for k in (*TEST_ID_COLUMNS, SCORES)}
-    with torch.no_grad(), torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with (
+        torch.no_grad(),
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
+    ):
         for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
             x = torch.as_tensor(np.ascontiguousarray(batch[schema.X]), device=device)
             parts[SCORES].append(net(x)[target].float().softmax(dim=1).cpu().numpy().astype(np.float32))
@@ -283,7 +286,9 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             # weights when validation is empty.
             if acc > state["best_acc"][t] or (acc != acc):
                 state["best_acc"][t], state["best_epoch"][t] = acc, epoch
-                best_weights[t] = {k: v.detach().cpu().clone() for k, v in _unwrap(nets[t]).state_dict().items()}
+                best_weights[t] = {
+                    k: v.detach().cpu().clone() for k, v in _unwrap(nets[t]).state_dict().items()
+                }
         metrics["validate_s"] = round(time.perf_counter() - t_val, 3)
         metrics["patches_per_s"] = round(seen / max(metrics["seconds"], 1e-9), 1)
         state["epoch"] = epoch
@@ -301,13 +306,16 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         scores = {}
         for t, net in nets.items():
             _unwrap(net).load_state_dict(best_weights[t])
-            scores[t] = _score_test(_unwrap(net), ray.train.get_dataset_shard(f"test_{t}"), t, device, train.batch_size)
+            scores[t] = _score_test(
+                _unwrap(net), ray.train.get_dataset_shard(f"test_{t}"), t, device, train.batch_size
+            )
         seconds = state.get("seconds", 0.0) + time.perf_counter() - t_score
         result = write_trial(cfg.run, stage, state, best_weights, scores, cfg.class_names, seconds,
                              "GPU" if on_gpu else "CPU", str(device))  # fmt: skip
         progress.close()
-        log.info("%s: recorded in %.0f s, scoring the test set %.1f s (%s)", stage.trial, time.perf_counter() - t0,
-                 time.perf_counter() - t_score, result.test_accuracy)  # fmt: skip
+        took, scoring = time.perf_counter() - t0, time.perf_counter() - t_score
+        log.info("%s: recorded in %.0f s, scoring the test set %.1f s (%s)", stage.trial, took, scoring,
+                 result.test_accuracy)  # fmt: skip
 
 
 def _placement(device) -> dict:

@@ -99,30 +99,21 @@ class _Keeper:
     """Decides, stream by stream, which of a member's streams are read once and kept in the
     object store (`streams.fits_in_object_store`: from the node's own object store, which Ray
     sizes from its real memory), and logs each decision. Validation sets first (read every
-    epoch), then the training streams, then the test sets (read once per stage).
-
-    A training stream over a local FEATURES folder is streamed even when it fits: re-reading
-    FEATURES v2 from the page cache is a small part of the stream's work, and the kept set
-    measured slower, not faster (benchmarks/bench_stream.py at full size: 1,805 patches/s kept
-    against 3,501 streamed, same run). Over remote storage (a URI) it is kept when it fits."""
+    epoch), then the training streams, then the test sets (read once per stage)."""
 
     def __init__(self, features: str):
         self.features = features
         self.kept = 0
 
-    def __call__(self, what: str, dataset: str, division: int, split: str, variant: str, training: bool = False) -> bool:
+    def __call__(self, what: str, dataset: str, division: int, split: str, variant: str) -> bool:
         from raymtl.data import streams
 
         n = streams.stored_bytes(self.features, dataset, division, split, variant)
-        local = "://" not in self.features or self.features.startswith("file://")
-        fits = streams.fits_in_object_store(self.kept + n)
-        keep = fits and not (training and local)
+        keep = streams.fits_in_object_store(self.kept + n)
         self.kept += n if keep else 0
-        why = "kept in the object store after the first read" if keep else "streamed from Parquet on every pass"
-        if fits and not keep:
-            why += " (it fits, but a local re-read costs less than keeping it)"
-        elif not fits:
-            why += " (more than this node's object store can keep)"
+        why = "kept in the object store after the first read" if keep else (
+            "streamed from Parquet on every pass (more than this node's object store can keep)"
+        )  # fmt: skip
         patches = streams.expected_patches(self.features, dataset, division, split, variant)
         log.info("%s: %.1f MB of clip rows (%d patches) %s", what, n / 1e6, patches, why)
         return keep
@@ -134,14 +125,14 @@ def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
     spec, cap = stage.spec, stage.preset.train.max_train_patches
     # The streams shuffle (files every pass, patches within a file): see StageConfig.shuffle_buffer.
     if stage.experiment.mixup:
-        kept = keep(f"{spec.name} train (mixup)", "tut2017", spec.division, "train", spec.variant, training=True)
+        kept = keep(f"{spec.name} train (mixup)", "tut2017", spec.division, "train", spec.variant)
         return streams.mixup_stream(
             features, spec.division, "train", spec.variant, stage.seed, counter, max_patches=cap,
             materialize_scenes=kept, shuffle=True,
         )  # fmt: skip
     (target,) = stage.targets
     dataset = schema.TASK_DATASET[target]
-    kept = keep(f"{spec.name} train", dataset, spec.division, "train", spec.variant, training=True)
+    kept = keep(f"{spec.name} train", dataset, spec.division, "train", spec.variant)
     return streams.single_task_stream(
         features, target, spec.division, "train", spec.variant, max_patches=cap, shuffle_seed=stage.seed,
         materialize=kept,
@@ -169,7 +160,9 @@ def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
         # Read after each stage's last epoch by the worker that scores them: kept when it fits,
         # as a member's stages score the same test set.
         kept = len(stages) > 1 and keep(f"test ({t})", dataset, spec.division, "test", spec.variant)
-        out[f"test_{t}"] = streams.test_patches(features, dataset, spec.division, spec.variant, materialize=kept)
+        out[f"test_{t}"] = streams.test_patches(
+            features, dataset, spec.division, spec.variant, materialize=kept
+        )
     return out
 
 
@@ -232,7 +225,9 @@ def run_trials(
     inits = {}
     for i, spec in enumerate(todo):
         chained = tuple(s.name for s in todo[:i])
-        inits[spec.name] = stage1_models(run, spec, get_experiment(spec.experiment), options.stage1_from, chained)
+        inits[spec.name] = stage1_models(
+            run, spec, get_experiment(spec.experiment), options.stage1_from, chained
+        )
     ensure_run_manifest(run, preset, features)
     ensure_ray()
     # Class names in label order (read once); stored in each model file too, so that
@@ -241,14 +236,16 @@ def run_trials(
     class_names = {t: list(classes[schema.TASK_DATASET[t]]) for t in TASKS}
     n_classes = {t: len(names) for t, names in class_names.items()}
     stages = [
-        StageConfig(spec=s, preset=preset, n_classes=n_classes, init=inits[s.name], train_dataset=f"train_{i}")
+        StageConfig(
+            spec=s, preset=preset, n_classes=n_classes, init=inits[s.name], train_dataset=f"train_{i}"
+        )
         for i, s in enumerate(todo)
     ]
     counter = EpochCounter.start() if any(s.experiment.mixup for s in stages) else None
     use_gpu = options.use_gpu if options.use_gpu is not None else ray.cluster_resources().get("GPU", 0) > 0
     for s in stages:
-        log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs,
-                 options.accelerator if use_gpu else "CPU")  # fmt: skip
+        where = options.accelerator if use_gpu else "CPU"
+        log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs, where)
     t0 = time.perf_counter()
     datasets = _datasets(stages, features, counter)
     log.info("%s: streams ready in %.1f s", name, time.perf_counter() - t0)

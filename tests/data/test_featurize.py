@@ -46,10 +46,16 @@ def test_tiny_features_have_the_documented_schema_and_exact_counts(tiny_features
     clips = clip_rows(tiny_features)
     assert set(clips.schema.names) == set(schema.STORED_COLUMNS)
     # One row per clip; its stored images (int16, 1/128 dB) and its mixup keys.
-    esc, tut = (clips.filter(pa.compute.equal(clips[schema.DATASET], d)).to_pandas() for d in ("esc50", "tut2017"))
+    esc, tut = (
+        clips.filter(pa.compute.equal(clips[schema.DATASET], d)).to_pandas() for d in ("esc50", "tut2017")
+    )
     assert esc["clip"].is_unique and tut["clip"].is_unique
     assert (esc.n_frames == 216).all() and (tut.n_frames == 431).all()
-    assert esc["mono"].map(len).eq(128 * 216 * 2).all() and esc["left"].isna().all() and esc["right"].isna().all()
+    assert (
+        esc["mono"].map(len).eq(128 * 216 * 2).all()
+        and esc["left"].isna().all()
+        and esc["right"].isna().all()
+    )
     assert tut["left"].map(len).eq(128 * 431 * 2).all() and tut["right"].map(len).eq(128 * 431 * 2).all()
     assert tut["mono"].isna().all()
     assert esc["patch_keys"].map(len).eq(3).all() and tut["patch_keys"].map(len).eq(40).all()
@@ -69,7 +75,10 @@ def test_tiny_features_have_the_documented_schema_and_exact_counts(tiny_features
     n_dev = sum(1 for _ in open(tiny_data / "tut2017-dev" / "meta.txt"))
     n_eval = sum(1 for _ in open(tiny_data / "tut2017-eval" / "meta.txt"))
     assert esc["clip"].nunique() == n_esc
-    assert tut[tut.subset == "dev"]["clip"].nunique() == n_dev and tut[tut.subset == "eval"]["clip"].nunique() == n_eval
+    assert (
+        tut[tut.subset == "dev"]["clip"].nunique() == n_dev
+        and tut[tut.subset == "eval"]["clip"].nunique() == n_eval
+    )
     assert set(esc.class_name) == set(ESC50_CLASSES) and set(tut.class_name) == set(TUT2017_SCENES)
     assert manifest["classes"]["esc50"] == list(ESC50_CLASSES)
     assert manifest["patches"] == len(meta) == 3 * n_esc + 40 * (n_dev + n_eval)
@@ -80,7 +89,9 @@ def test_tiny_features_have_the_documented_schema_and_exact_counts(tiny_features
     assert set(esc.fold) == {1, 2, 3, 4, 5}
     assert tut[tut.subset == "eval"].fold.isna().all() and set(tut[tut.subset == "dev"].fold) == {1, 2, 3, 4}
     report = json.loads((tiny_features / schema.FEATURES_REPORT).read_text())
-    assert report["clips"] == n_esc + n_dev + n_eval and report["rejects"] == 0 and report["bytes_written"] > 0
+    assert (
+        report["clips"] == n_esc + n_dev + n_eval and report["rejects"] == 0 and report["bytes_written"] > 0
+    )
 
 
 @pytest.mark.parametrize("image", ["left", "sum", "diff"])
@@ -106,8 +117,11 @@ def damaged_layout(tmp_path):
     esc = make_esc(
         tmp_path / "esc",
         targets=(0, 1),
-        extra_rows=["1-7000-A-7.wav,1,7,unicorn,False,7000,A", "9-8000-A-0.wav,9,0,dog,True,8000,A",
-                    "1-1000-A-0.wav,1,0,dog,True,1000,A"],
+        extra_rows=[
+            "1-7000-A-7.wav,1,7,unicorn,False,7000,A",
+            "9-8000-A-0.wav,9,0,dog,True,8000,A",
+            "1-1000-A-0.wav,1,0,dog,True,1000,A",
+        ],
     )
     dev, evl = make_tut(tmp_path / "dev", tmp_path / "eval", scenes=(0, 1))
     (esc / "audio" / "2-1001-A-1.wav").write_bytes(np.random.default_rng(0).bytes(30000))  # garbage
@@ -119,7 +133,12 @@ def damaged_layout(tmp_path):
 def test_bad_inputs_are_rejected_and_the_rest_featurized(ray_session, damaged_layout, tmp_path):
     esc, dev, evl = damaged_layout
     out = tmp_path / "F"
-    assert main(["featurize", "--esc", str(esc), "--tut-dev", str(dev), "--tut-eval", str(evl), "--out", str(out)]) == 0
+    assert (
+        main(
+            ["featurize", "--esc", str(esc), "--tut-dev", str(dev), "--tut-eval", str(evl), "--out", str(out)]
+        )
+        == 0
+    )
     rejects = _rejects(out)
     assert rejects["2-1001-A-1.wav"].startswith("corrupt or unreadable audio")
     assert rejects["a1000_0_10.wav"].startswith("truncated")
@@ -157,7 +176,12 @@ def test_a_finished_features_folder_is_never_overwritten(ray_session, tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         featurize(str(esc), str(dev), str(evl), str(out))
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
-    assert main(["featurize", "--esc", str(esc), "--tut-dev", str(dev), "--tut-eval", str(evl), "--out", str(out)]) == 2
+    assert (
+        main(
+            ["featurize", "--esc", str(esc), "--tut-dev", str(dev), "--tut-eval", str(evl), "--out", str(out)]
+        )
+        == 2
+    )
     featurize(str(esc), str(dev), str(evl), str(out), overwrite=True)
     assert (out / schema.FEATURES_MANIFEST).exists() and not (tmp_path / "F.old").exists()
 
@@ -212,5 +236,7 @@ def test_real_recordings_featurize_with_expected_counts(ray_session, tmp_path):
         for line in kept
         if sf.info(str(real_esc / "ogg" / (line.split(",")[0][:-4] + ".ogg"))).frames != 220500
     }
-    padded_or_cut = {os.path.basename(n["file"]) for n in notes if n["note"].split()[0] in ("zero-padded", "cut")}
+    padded_or_cut = {
+        os.path.basename(n["file"]) for n in notes if n["note"].split()[0] in ("zero-padded", "cut")
+    }
     assert padded_or_cut == off_length and len(off_length) > 0

@@ -229,7 +229,8 @@ def test_a_version_1_folder_is_refused_with_the_command_that_rewrites_it(tmp_pat
     (old / schema.FEATURES_MANIFEST).write_text(json.dumps(manifest))
     inputs = manifest["inputs"]
     command = (
-        f"raymtl featurize --esc {inputs['esc']} --tut-dev {inputs['tut_dev']} --tut-eval {inputs['tut_eval']} "
+        f"raymtl featurize --esc {inputs['esc']} --tut-dev {inputs['tut_dev']} "
+        f"--tut-eval {inputs['tut_eval']} "
         f"--out {old} --overwrite"
     )
     for call in (
