@@ -109,9 +109,9 @@ def bytes_read_per_epoch(features: Path, variant: str) -> tuple[int, int]:
     import pyarrow.parquet as pq
 
     from raymtl.data.features import VARIANT_IMAGES
-    from raymtl.data.streams import _clip_columns, split_files
+    from raymtl.data.partitions import clip_columns, split_files
 
-    columns = set(_clip_columns("tut2017", VARIANT_IMAGES[variant]))
+    columns = set(clip_columns("tut2017", VARIANT_IMAGES[variant]))
     read = 0
     for f in split_files(str(features), "tut2017", DIVISION, "train"):
         meta = pq.ParquetFile(f).metadata
@@ -136,11 +136,11 @@ def plain_epoch(features: Path, variant: str, seed: int, epoch: int, pool: dict)
     from raymtl.data import stored
     from raymtl.data.features import VARIANT_IMAGES
     from raymtl.data.mixup import partner_indices
-    from raymtl.data.streams import _clip_columns, patch_index, read_manifest, split_files
+    from raymtl.data.partitions import clip_columns, patch_index, read_manifest, split_files
 
     cfg = FeatureConfig(**read_manifest(str(features))["features"])
     images = VARIANT_IMAGES[variant]
-    columns = _clip_columns("tut2017", images)
+    columns = clip_columns("tut2017", images)
     n = 0
     for f in split_files(str(features), "tut2017", DIVISION, "train"):
         table = pq.read_table(f, columns=columns)

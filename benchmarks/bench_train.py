@@ -25,7 +25,7 @@ def plain_epochs(feats, preset, epochs: int) -> list[float]:
 
     from raymtl.config import FeatureConfig
     from raymtl.data import stored
-    from raymtl.data.streams import _clip_columns, patch_index, read_manifest, split_files
+    from raymtl.data.partitions import clip_columns, patch_index, read_manifest, split_files
     from raymtl.models import build_model
 
     cfg = FeatureConfig(**read_manifest(str(feats))["features"])
@@ -33,7 +33,7 @@ def plain_epochs(feats, preset, epochs: int) -> list[float]:
 
     def patches(split):
         table = pa.concat_tables(
-            pq.read_table(f, columns=_clip_columns("tut2017", images))
+            pq.read_table(f, columns=clip_columns("tut2017", images))
             for f in split_files(str(feats), "tut2017", 1, split)
         ).combine_chunks()
         index, decoded = patch_index(table, "tut2017", images, cfg)

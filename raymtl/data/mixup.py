@@ -36,13 +36,16 @@ the training loop. So `epoch` is either
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from raymtl import schema
+from raymtl import schema, storage
+from raymtl.config import FeatureConfig
+from raymtl.data import stored
+from raymtl.data.keys import key_hash, splitmix64
+from raymtl.data.partitions import block_order, clip_columns, patch_index, read_manifest, split_files
 from raymtl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -50,30 +53,6 @@ log = logging.getLogger(__name__)
 # Output columns beside schema.X and the two task labels (traceability and tests).
 EVENT_CLIP = "event_clip"
 EVENT_PATCH_INDEX = "event_patch_index"
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-
-
-def splitmix64(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser, vectorised over uint64 (wraps modulo 2**64)."""
-    z = np.asarray(x, dtype=np.uint64) + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _M1
-    z = (z ^ (z >> np.uint64(27))) * _M2
-    return z ^ (z >> np.uint64(31))
-
-
-def key_hash(clips, images, patch_indices) -> np.ndarray:
-    """(B,) uint64: a stable hash of each row key (clip, image, patch_index).
-
-    BLAKE2b of the key text, so it is the same in every process and Python version."""
-    out = np.empty(len(clips), dtype=np.uint64)
-    for i, (c, m, p) in enumerate(zip(clips, images, patch_indices)):
-        digest = hashlib.blake2b(f"{c}\x1f{m}\x1f{int(p)}".encode(), digest_size=8).digest()
-        out[i] = int.from_bytes(digest, "little")
-    return out
-
 
 def epoch_seed(seed: int, epoch: int) -> np.uint64:
     """One 64-bit value per (run seed, epoch); distinct seeds and epochs give unrelated values."""
@@ -124,15 +103,10 @@ def load_event_pool(features: str, division: int, split: str) -> dict[str, np.nd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from raymtl import storage
-    from raymtl.config import FeatureConfig
-    from raymtl.data import stored
-    from raymtl.data.streams import _clip_columns, patch_index, read_manifest, split_files
-
     cfg = FeatureConfig(**read_manifest(features)["features"])
     fs, _ = storage.resolve(features)
     files = split_files(features, "esc50", division, split)
-    columns = _clip_columns("esc50", ("mono",))
+    columns = clip_columns("esc50", ("mono",))
     tables = [pq.read_table(fs.open_input_file(f), columns=columns) for f in files]
     table = pa.concat_tables(tables).combine_chunks() if tables else None
     if table is None or table.num_rows == 0:
@@ -179,7 +153,7 @@ class MixupPairer:
     A batch is either patch rows (numpy: {patch, label, clip, image, patch_index}, e.g. a
     `take_batch` of `scene_patches`) or, as `mixup_stream` feeds it, a pyarrow block of FEATURES
     clip rows: then the pairer cuts the `images` patches itself (keeping `keep_fraction` of them
-    by key, `raymtl.data.streams.subsample_mask`), in a permuted order when `shuffle`, and
+    by key, `raymtl.data.partitions.subsample_mask`), in a permuted order when `shuffle`, and
     yields pieces of at most `batch_size` samples.
     """
 
@@ -230,9 +204,6 @@ class MixupPairer:
 
     def _from_clip_rows(self, table) -> Iterator[dict[str, np.ndarray]]:
         """A pyarrow block of FEATURES clip rows -> pieces of mixup samples."""
-        from raymtl.data import stored
-        from raymtl.data.streams import block_order, patch_index
-
         epoch = self.current_epoch()
         index, images = patch_index(table, "tut2017", self.images, self.cfg, self.keep_fraction)
         if self.shuffle:

@@ -30,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from raymtl.config import FeatureConfig
+from raymtl.data.keys import key_hash
 
 FORMAT = "raymtl-features"
 FORMAT_VERSION = 2
@@ -96,8 +97,6 @@ def partition_name(dataset: str, subset: str, fold: int | None) -> str:
 
 def patch_keys(clip: str, images: Sequence[str], n_patches: int) -> np.ndarray:
     """(len(images) * n_patches,) uint64 mixup keys of one clip's patches, image-major."""
-    from raymtl.data.mixup import key_hash
-
     n = len(images) * n_patches
     return key_hash(
         [clip] * n,

@@ -35,16 +35,24 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from raymtl import schema, storage
-from raymtl.config import TASKS, VARIANTS, FeatureConfig
+from raymtl.config import TASKS, FeatureConfig
 from raymtl.data import stored
-from raymtl.data.features import ESC_IMAGES, VARIANT_IMAGES
-from raymtl.data.mixup import MixupPairer, load_event_pool, pair_block, splitmix64
-from raymtl.data.splits import SPLITS, check_division, split_of
+from raymtl.data.features import ESC_IMAGES
+from raymtl.data.mixup import MixupPairer, load_event_pool, pair_block
+from raymtl.data.partitions import (
+    block_order,
+    check_split,
+    clip_columns,
+    expected_patches,
+    images_of,
+    patch_index,
+    read_manifest,
+    split_files,
+)
 from raymtl.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("tut2017", "esc50")
 _ROW_COLUMNS = (schema.PATCH, schema.LABEL, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX)
 READ_WITH_DATASOURCE_V2 = False  # see _read
 # CPUs each read/cut task asks for, and each mixup actor. Their sum is at most 1 on purpose:
@@ -60,102 +68,6 @@ PAIR_TASK_CPUS = 0.5
 # (benchmarks/bench_stream.py --block-patches): 1024-patch blocks, re-sliced into batches by
 # iter_torch_batches, delivered less in the same conditions and held more object store memory.
 PATCHES_PER_BLOCK = 256
-_SUBSAMPLE_SALT = np.uint64(0x5EED5A3B1E0F7A11)  # keeps the subsample unrelated to mixup partners
-
-
-# ---------------------------------------------------------------------------------------------
-# The manifest
-# ---------------------------------------------------------------------------------------------
-
-
-def read_manifest(features: str) -> dict[str, Any]:
-    """manifest.json of a finished FEATURES folder of this format version; `UserError` otherwise
-    (a version-1 folder: the message gives the featurize command that rewrites it)."""
-    fs, path = storage.resolve(features)
-    manifest_path = storage.join(path, schema.FEATURES_MANIFEST)
-    if not storage.is_file(fs, manifest_path):
-        raise UserError(
-            f"{features}: not a finished FEATURES folder (no {schema.FEATURES_MANIFEST}); run featurize"
-        )
-    manifest = storage.read_json(fs, manifest_path)
-    version = manifest.get("format_version")
-    if manifest.get("format") != stored.FORMAT or version != stored.FORMAT_VERSION:
-        raise UserError(
-            f"{features}: FEATURES format version {version}, but this raymtl reads version "
-            f"{stored.FORMAT_VERSION} (one row per clip, partitioned by split; docs/formats.md). "
-            f"Rewrite it from the audio with: {rewrite_command(features, manifest)}"
-        )
-    return manifest
-
-
-def rewrite_command(features: str, manifest: dict[str, Any]) -> str:
-    """The `raymtl featurize` command that writes `features` again from the same audio."""
-    inputs = manifest.get("inputs", {})
-    cmd = (
-        f"raymtl featurize --esc {inputs.get('esc', 'ESC50_DIR')} "
-        f"--tut-dev {inputs.get('tut_dev', 'TUT_DEV_DIR')} "
-        f"--tut-eval {inputs.get('tut_eval', 'TUT_EVAL_DIR')} --out {features} --overwrite"
-    )
-    if manifest.get("esc_subset", "all") != "all":
-        cmd += f" --esc-subset {manifest['esc_subset']}"
-    return cmd
-
-
-def class_counts(features: str) -> dict[str, int]:
-    """{"asc": number of TUT scene classes, "aec": number of ESC classes}, from manifest.json."""
-    classes = read_manifest(features)["classes"]
-    return {task: len(classes[schema.TASK_DATASET[task]]) for task in TASKS}
-
-
-def _images(dataset: str, variant: str) -> tuple[str, ...]:
-    if variant not in VARIANTS:
-        raise ConfigError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    if dataset == "tut2017":
-        return VARIANT_IMAGES[variant]
-    if dataset == "esc50":
-        return ESC_IMAGES
-    raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-
-
-def _stored_for(images: Sequence[str]) -> tuple[str, ...]:
-    """The stored images a set of channel images is made from (sum and diff: left and right)."""
-    need = {"sum": ("left", "right"), "diff": ("left", "right")}
-    return tuple(dict.fromkeys(s for im in images for s in need.get(im, (im,))))
-
-
-def split_partitions(
-    manifest: dict[str, Any], dataset: str, division: int, split: str
-) -> list[dict[str, Any]]:
-    """The partitions of manifest.json that make up `dataset`'s `split` in `division`."""
-    return [
-        p
-        for _, p in sorted(manifest["partitions"].items())
-        if p["dataset"] == dataset and split_of(dataset, p["subset"], p["fold"], division) == split
-    ]
-
-
-def expected_patches(features: str, dataset: str, division: int, split: str, variant: str = "triple") -> int:
-    """Rows a split should hold according to manifest.json: clips x images x patches per image."""
-    manifest = read_manifest(features)
-    cfg = FeatureConfig(**manifest["features"])
-    duration = cfg.tut_duration_s if dataset == "tut2017" else cfg.esc_duration_s
-    per_image = cfg.n_patches(cfg.n_frames(duration))
-    clips = 0
-    for subset, by_fold in manifest["clips"].get(dataset, {}).items():
-        for fold, n in by_fold.items():
-            if split_of(dataset, subset, None if fold == "none" else int(fold), division) == split:
-                clips += n
-    return clips * len(_images(dataset, variant)) * per_image
-
-
-def stored_bytes(features: str, dataset: str, division: int, split: str, variant: str = "triple") -> int:
-    """Bytes of the clip rows a split's stream reads (its stored images), from manifest.json."""
-    manifest = read_manifest(features)
-    cfg = FeatureConfig(**manifest["features"])
-    duration = cfg.tut_duration_s if dataset == "tut2017" else cfg.esc_duration_s
-    per_image = cfg.n_mels * cfg.n_frames(duration) * 2  # int16
-    clips = sum(p["clips"] for p in split_partitions(manifest, dataset, division, split))
-    return clips * len(_stored_for(_images(dataset, variant))) * per_image
 
 
 def fits_in_object_store(n_bytes: int, share: float = 0.25) -> bool:
@@ -179,23 +91,6 @@ def fits_in_object_store(n_bytes: int, share: float = 0.25) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Reading and cutting
 # ---------------------------------------------------------------------------------------------
-
-
-def _check(division: int, split: str) -> None:
-    check_division(division)
-    if split not in SPLITS:
-        raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-
-
-def split_files(features: str, dataset: str, division: int, split: str) -> list[str]:
-    """Paths of the Parquet files that hold `dataset`'s `split` in `division` (and no others)."""
-    manifest = read_manifest(features)
-    _, path = storage.resolve(features)
-    return [
-        storage.join(path, f)
-        for p in split_partitions(manifest, dataset, division, split)
-        for f in p["files"]
-    ]
 
 
 def _read(
@@ -240,48 +135,6 @@ def _read(
         )
     finally:
         ctx.use_datasource_v2 = v2
-
-
-def _clip_columns(dataset: str, images: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
-    base = (schema.CLIP, schema.LABEL, stored.N_FRAMES, stored.PATCH_KEYS, *_stored_for(images), *extra)
-    return list(dict.fromkeys(base))
-
-
-def subsample_mask(keys: np.ndarray, keep_fraction: float) -> np.ndarray:
-    """Rows kept by `max_patches`: those whose key hash (`key_hash`) falls below `keep_fraction`."""
-    if keep_fraction >= 1:
-        return np.ones(len(keys), dtype=bool)
-    h = splitmix64(np.asarray(keys, dtype=np.uint64) ^ _SUBSAMPLE_SALT)
-    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53 < keep_fraction
-
-
-def patch_index(
-    table, dataset: str, images: Sequence[str], cfg: FeatureConfig, keep_fraction: float = 1.0
-) -> tuple[stored.PatchIndex, dict[str, np.ndarray]]:
-    """A block of clip rows (one frame count) -> (the patches to emit, the decoded stored images)."""
-    n_frames = table.column(stored.N_FRAMES).to_numpy()
-    if len(n_frames) and (n_frames != n_frames[0]).any():
-        raise ValueError(
-            f"clips of unequal length in one {dataset} block: {sorted(set(n_frames.tolist()))} frames"
-        )
-    frames = int(n_frames[0]) if len(n_frames) else cfg.n_frames(cfg.esc_duration_s)
-    n_patches = cfg.n_patches(frames)
-    keys = stored.key_matrix(table.column(stored.PATCH_KEYS), len(stored.KEYED_IMAGES[dataset]) * n_patches)
-    index = stored.PatchIndex.of(keys, dataset, images, n_patches)
-    if keep_fraction < 1:
-        index = index.take(np.flatnonzero(subsample_mask(index.key, keep_fraction)))
-    images_int16 = {
-        name: stored.decode(table.column(name), cfg.n_mels, frames) for name in _stored_for(images)
-    }
-    return index, images_int16
-
-
-def block_order(index: stored.PatchIndex, seed: int, epoch: int = 0) -> np.ndarray:
-    """A permutation of a block's patches, seeded by (seed, epoch, the block's first key)."""
-    if not len(index):
-        return np.arange(0)
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, epoch & 0xFFFFFFFF, int(index.key[0]) & 0xFFFFFFFF])
-    return rng.permutation(len(index))
 
 
 def _cut_block(
@@ -339,13 +192,13 @@ def _stream(
     materialize: bool = False,
     num_cpus: float = DATA_CPUS,
 ):
-    _check(division, split)
+    check_split(division, split)
     manifest = read_manifest(features)
     cfg = FeatureConfig(**manifest["features"])
     keep_fraction = _keep_fraction(features, dataset, division, split, variant, max_patches)
     extra = (schema.DATASET,) if schema.DATASET in columns else ()
     ds = _read(
-        features, dataset, division, split, _clip_columns(dataset, images, extra), shuffle_seed, num_cpus
+        features, dataset, division, split, clip_columns(dataset, images, extra), shuffle_seed, num_cpus
     )
     if materialize:
         ds = _keep(ds, shuffle_seed)
@@ -405,7 +258,7 @@ def scene_patches(
 ):
     """TUT rows of `division`'s `split` whose channel image belongs to `variant`:
     {patch, label, clip, image, patch_index}."""
-    images = _images("tut2017", variant)
+    images = images_of("tut2017", variant)
     return _stream(
         features,
         "tut2017",
@@ -485,9 +338,9 @@ def mixup_stream(
 
     if split == "test":
         raise ConfigError("test patches are never mixed (docs/method.md §3); use test_patches")
-    _check(division, split)
+    check_split(division, split)
     manifest = read_manifest(features)
-    images = _images("tut2017", variant)
+    images = images_of("tut2017", variant)
     keep_fraction = _keep_fraction(features, "tut2017", division, split, variant, max_patches)
     if event_pool_ref is None:
         event_pool_ref = ray.put(load_event_pool(features, division, split))
@@ -497,7 +350,7 @@ def mixup_stream(
     if num_cpus is None:
         num_cpus = PAIR_TASK_CPUS if pairing == "tasks" else DATA_CPUS
     scenes = _read(
-        features, "tut2017", division, split, _clip_columns("tut2017", images), shuffle_seed, num_cpus
+        features, "tut2017", division, split, clip_columns("tut2017", images), shuffle_seed, num_cpus
     )
     if materialize_scenes:
         scenes = _keep(scenes, shuffle_seed)
@@ -554,7 +407,7 @@ def single_task_stream(
         dataset,
         division,
         split,
-        _images(dataset, variant),
+        images_of(dataset, variant),
         (schema.PATCH, schema.LABEL, schema.CLIP) if with_ids else (schema.PATCH, schema.LABEL),
         {schema.PATCH: schema.X, schema.LABEL: schema.TASK_LABEL[task]},
         max_patches=max_patches,
@@ -586,7 +439,7 @@ def test_patches(
         dataset,
         division,
         "test",
-        _images(dataset, variant),
+        images_of(dataset, variant),
         columns,
         {schema.PATCH: schema.X},
         variant=variant,

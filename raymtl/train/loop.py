@@ -20,7 +20,6 @@ skipped; the stage named in the last checkpoint resumes from it; later ones star
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import os
 import tempfile
@@ -33,58 +32,18 @@ import torch
 import torch.nn.functional as F
 
 from raymtl import schema
-from raymtl.config import Preset
-from raymtl.models import build_model
 from raymtl.models.networks import trainable_parameters
 from raymtl.run.progress import TrialProgressWriter
 from raymtl.train import trial as T
 from raymtl.train.evaluate import recording_accuracy
-from raymtl.train.experiments import Experiment, get_experiment
+from raymtl.train.record import write_trial
 from raymtl.train.scoring import SCORES
+from raymtl.train.stage import StageConfig, build_network
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
 TEST_ID_COLUMNS = (schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """One trial of a Train run: its coordinates, settings and where its inputs come from."""
-
-    spec: T.TrialSpec
-    preset: Preset
-    n_classes: dict[str, int]
-    init: dict[str, str | None]  # per target: a stage-1 model file (raymtl.models.checkpoint) or None
-    train_dataset: str = "train"  # its training stream among the Train run's datasets
-    # The training streams shuffle themselves (file order every pass, patches within a file,
-    # raymtl.data.streams), so no local shuffle buffer by default: it holds 2048 patches and
-    # copies every batch once more (benchmarks/bench_stream.py measures the stream with one).
-    shuffle_buffer: int | None = None
-
-    @property
-    def trial(self) -> str:
-        return self.spec.name
-
-    @property
-    def experiment(self) -> Experiment:
-        return get_experiment(self.spec.experiment)
-
-    @property
-    def model_kind(self) -> str:
-        return self.experiment.model_kind
-
-    @property
-    def targets(self) -> tuple[str, ...]:
-        return self.experiment.targets
-
-    @property
-    def epochs(self) -> dict[str, int]:
-        return {t: self.preset.train.epochs(self.experiment.stage, t) for t in self.targets}
-
-    @property
-    def seed(self) -> int:
-        return self.spec.seed(self.preset.train.seed)
 
 
 @dataclass(frozen=True)
@@ -95,34 +54,6 @@ class LoopConfig:
     stages: tuple[StageConfig, ...]
     class_names: dict[str, list[str]]  # per task, in label order; stored in every model file
     epoch_counter: Any = None  # raymtl.data.mixup.EpochCounter handle (when a stage mixes)
-
-
-def build_network(stage: StageConfig, target: str, *, restore: bool = True) -> torch.nn.Module:
-    """The network a stage trains for `target`; `restore` loads its stage-1 layers (fine-tunes)."""
-    net = build_model(stage.model_kind, model_config(stage), stage.n_classes, task=target)
-    if restore and stage.init.get(target):
-        net.load_stage1(load_stage1_state(stage.init[target]))
-    return net
-
-
-def model_config(stage: StageConfig):
-    """The ModelConfig a stage's networks are built (and saved) with."""
-    cfg = stage.preset.model
-    if stage.model_kind == "fusion" and not stage.experiment.freeze:
-        cfg = dataclasses.replace(cfg, freeze_through=0)  # direct: train everything
-    return cfg
-
-
-def load_stage1_state(uri: str) -> dict:
-    """The state dict of a saved model, read through pyarrow (shared storage on a cluster)."""
-    import io
-
-    from raymtl import storage
-    from raymtl.models import load_model
-
-    fs, path = storage.resolve(uri)
-    model, _ = load_model(io.BytesIO(storage.read_bytes(fs, path)))
-    return model.state_dict()
 
 
 def _labels_for(batch: dict, target: str, mixup: bool) -> dict[str, torch.Tensor]:
@@ -192,8 +123,6 @@ def train_loop_per_worker(config: dict) -> None:
 def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: int, device) -> None:
     import ray.train
     import ray.train.torch
-
-    from raymtl.train.record import write_trial
 
     t0 = time.perf_counter()
     on_gpu = device.type == "cuda"

@@ -23,8 +23,8 @@ from raymtl.run.progress import Placement
 from raymtl.run.records import TrialResult, write_result
 from raymtl.train import trial as T
 from raymtl.train.evaluate import vote
-from raymtl.train.loop import StageConfig, build_network, model_config
 from raymtl.train.scoring import scores_matrix, scores_table
+from raymtl.train.stage import StageConfig, build_network, model_config
 
 
 def write_trial(

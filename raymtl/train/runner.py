@@ -11,12 +11,14 @@ import time
 import raymtl
 from raymtl import schema, storage
 from raymtl.config import TASKS, Preset, get_preset
+from raymtl.data import partitions
 from raymtl.errors import UserError
 from raymtl.run import layout, records
 from raymtl.run.records import RunManifest, TrialResult
 from raymtl.train import trial as T
 from raymtl.train.experiments import Experiment, get_experiment
-from raymtl.train.loop import LoopConfig, StageConfig, train_loop_per_worker
+from raymtl.train.loop import LoopConfig, train_loop_per_worker
+from raymtl.train.stage import StageConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,13 +110,13 @@ class _Keeper:
     def __call__(self, what: str, dataset: str, division: int, split: str, variant: str) -> bool:
         from raymtl.data import streams
 
-        n = streams.stored_bytes(self.features, dataset, division, split, variant)
+        n = partitions.stored_bytes(self.features, dataset, division, split, variant)
         keep = streams.fits_in_object_store(self.kept + n)
         self.kept += n if keep else 0
         why = "kept in the object store after the first read" if keep else (
             "streamed from Parquet on every pass (more than this node's object store can keep)"
         )  # fmt: skip
-        patches = streams.expected_patches(self.features, dataset, division, split, variant)
+        patches = partitions.expected_patches(self.features, dataset, division, split, variant)
         log.info("%s: %.1f MB of clip rows (%d patches) %s", what, n / 1e6, patches, why)
         return keep
 
@@ -200,7 +202,6 @@ def run_trials(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from raymtl.data import streams
     from raymtl.data.mixup import EpochCounter
     from raymtl.ray_session import ensure_ray
 
@@ -232,7 +233,7 @@ def run_trials(
     ensure_ray()
     # Class names in label order (read once); stored in each model file too, so that
     # `raymtl predict` needs no FEATURES folder.
-    classes = streams.read_manifest(features)["classes"]
+    classes = partitions.read_manifest(features)["classes"]
     class_names = {t: list(classes[schema.TASK_DATASET[t]]) for t in TASKS}
     n_classes = {t: len(names) for t, names in class_names.items()}
     stages = [

@@ -15,17 +15,14 @@ import pytest
 import torch
 
 from raymtl import schema
+from raymtl.data.partitions import class_counts, expected_patches, split_files, stored_bytes
 from raymtl.data.streams import (
     TEST_COLUMNS,
-    class_counts,
     event_patches,
-    expected_patches,
     fits_in_object_store,
     mixup_stream,
     scene_patches,
     single_task_stream,
-    split_files,
-    stored_bytes,
     test_patches,
 )
 from raymtl.errors import ConfigError, UserError

@@ -10,8 +10,8 @@ from raymtl.models import load_model
 from raymtl.run.records import TrialResult
 from raymtl.serving.models import load_models
 from raymtl.train import trial as T
-from raymtl.train.loop import StageConfig, build_network
 from raymtl.train.record import save_selected
+from raymtl.train.stage import StageConfig, build_network
 
 
 def test_a_trial_saves_its_class_names_in_the_model_file_and_predict_reads_them(tmp_path):
