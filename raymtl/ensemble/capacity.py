@@ -79,7 +79,11 @@ class Capacity:
 
 
 def _resources_text(resources: Mapping[str, float]) -> str:
-    shown = {k: v for k, v in resources.items() if not k.startswith("node:") and k not in ("memory", "object_store_memory")}
+    shown = {
+        k: v
+        for k, v in resources.items()
+        if not k.startswith("node:") and k not in ("memory", "object_store_memory")
+    }
     return ", ".join(f"{v:g} {k}" for k, v in sorted(shown.items())) or "nothing"
 
 
@@ -92,8 +96,12 @@ def read_capacity() -> Capacity:
     groups, source = _published_groups(), "the cluster config in the GCS"
     if groups is None:
         path = os.path.expanduser(BOOTSTRAP_CONFIG)
-        groups, source = (node_groups(load_autoscaling_config(path)), path) if os.path.isfile(path) else ((), "")
-    return Capacity(up=dict(up), head=dict(head), groups=tuple(groups), source=source or "the resources up now")
+        groups, source = (
+            (node_groups(load_autoscaling_config(path)), path) if os.path.isfile(path) else ((), "")
+        )
+    return Capacity(
+        up=dict(up), head=dict(head), groups=tuple(groups), source=source or "the resources up now"
+    )
 
 
 def _published_groups() -> tuple[NodeGroup, ...] | None:
@@ -151,7 +159,9 @@ def publish(config_path: str) -> tuple[NodeGroup, ...]:
         for k, v in g.resources.items():
             ngc.resources[k] = int(v)  # whole units, as the autoscaler's node types have them
         message.node_group_configs.append(ngc)
-    GcsClient(address=ray.get_runtime_context().gcs_address).report_cluster_config(message.SerializeToString())
+    GcsClient(address=ray.get_runtime_context().gcs_address).report_cluster_config(
+        message.SerializeToString()
+    )
     return groups
 
 
@@ -167,7 +177,9 @@ class ResourcePlan:
     why: str
 
     def describe(self) -> str:
-        accel = f" and {self.accelerators_per_trial:g} {self.accelerator}" if self.accelerators_per_trial else ""
+        accel = (
+            f" and {self.accelerators_per_trial:g} {self.accelerator}" if self.accelerators_per_trial else ""
+        )
         return (f"up to {self.max_concurrent} members at once, {self.cpus_per_trial:g} CPU{accel} per Train "
                 f"worker ({self.why})")  # fmt: skip
 
@@ -196,7 +208,9 @@ def plan_resources(
         concurrent = max_concurrent or members  # pending members are the demand that adds nodes
     else:
         why = "no node types to add: what is up now"
-        concurrent = max_concurrent or _fits_now(capacity.up, accelerator, accelerators_per_trial, cpus_per_trial)
+        concurrent = max_concurrent or _fits_now(
+            capacity.up, accelerator, accelerators_per_trial, cpus_per_trial
+        )
     return ResourcePlan(accelerator, accelerators_per_trial, cpus_per_trial, max(1, concurrent), why)
 
 
@@ -210,10 +224,11 @@ def _auto_cpus(capacity: Capacity, accelerators_per_trial: float) -> float:
     return 1.0 if capacity.up.get("CPU", 1) - 1 >= 2 else 0.5
 
 
-def _fits_now(up: Mapping[str, float], accelerator: str, accelerators_per_trial: float, cpus_per_trial: float) -> int:
+def _fits_now(
+    up: Mapping[str, float], accelerator: str, accelerators_per_trial: float, cpus_per_trial: float
+) -> int:
     """As many members at once as the nodes up now have worker slots for (at least 1)."""
     if accelerators_per_trial > 0:
         return max(1, int(up.get(accelerator, 0) // accelerators_per_trial))
     # CPU only: keep one CPU free for the Ray Data tasks that feed the workers.
     return max(1, int((up.get("CPU", 1) - 1) // max(cpus_per_trial, 1e-9)))
-

@@ -66,7 +66,11 @@ def _pid_alive(pid: int) -> bool:
 def stale_reason(owner: dict, now: float | None = None) -> str | None:
     """Why the lock of `owner` no longer holds, or None while it does."""
     now = time.time() if now is None else now
-    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int) and not _pid_alive(owner["pid"]):
+    if (
+        owner.get("host") == socket.gethostname()
+        and isinstance(owner.get("pid"), int)
+        and not _pid_alive(owner["pid"])
+    ):
         return f"its driver (pid {owner['pid']} on this host) is gone"
     age = now - float(owner.get("heartbeat", owner.get("started", 0)))
     if age > STALE_AFTER_S:
@@ -167,7 +171,9 @@ class RunLock:
                     log.error("lost the lock %s to another driver (%s)", self.path,
                               describe_owner(owner) if owner else "removed")  # fmt: skip
                     return
-                storage.write_bytes(self.fs, self.path, (json.dumps(self._record(), indent=1) + "\n").encode())
+                storage.write_bytes(
+                    self.fs, self.path, (json.dumps(self._record(), indent=1) + "\n").encode()
+                )
             except OSError as e:  # storage hiccup: try again at the next beat
                 log.warning("lock heartbeat failed: %s", e)
 

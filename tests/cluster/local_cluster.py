@@ -130,14 +130,20 @@ class LocalAutoscalingCluster:
             f"--temp-dir={self.temp_dir}",
         ]  # fmt: skip
         with open(self.log, "w") as f:
-            self.head = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True)
+            self.head = subprocess.Popen(
+                cmd, stdout=f, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
+            )
         deadline = time.monotonic() + timeout_s
         try:
             while not self.nodes():
                 if self.head.poll() is not None:
-                    raise RuntimeError(f"ray start --head exited {self.head.returncode}:\n{self.log.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"ray start --head exited {self.head.returncode}:\n{self.log.read_text()[-3000:]}"
+                    )
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"the head did not come up:\n{self.log.read_text()[-3000:]}\n{self.last_error}")
+                    raise RuntimeError(
+                        f"the head did not come up:\n{self.log.read_text()[-3000:]}\n{self.last_error}"
+                    )
                 time.sleep(0.5)
         except BaseException:
             self.stop()
@@ -178,7 +184,7 @@ class LocalAutoscalingCluster:
         if self.head.poll() is None:
             self.head.send_signal(signal.SIGTERM)
             try:
-                self.head.wait(timeout=30)
+                self.head.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
         for _ in range(3):

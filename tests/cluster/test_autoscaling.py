@@ -72,7 +72,9 @@ def _figures(run: Path, seen: dict) -> dict:
     for trial in TRIALS:
         r = _result(run, trial)
         per_node.setdefault(r["placement"]["node_id"], set()).add(trial.split("-d1-r1-")[1])
-    changes = [seen["timeline"][0]] + [b for a, b in zip(seen["timeline"], seen["timeline"][1:]) if a[1] != b[1]]
+    changes = [seen["timeline"][0]] + [
+        b for a, b in zip(seen["timeline"], seen["timeline"][1:]) if a[1] != b[1]
+    ]
     return {
         "nodes_over_time_s": changes,
         "members_per_node": {k[-5:]: sorted(v) for k, v in per_node.items()},
@@ -123,7 +125,9 @@ def test_a_second_driver_on_the_same_run_refuses(autoscaled):
     assert not (run / "ensemble" / "driver.lock").exists()  # released by the first at its end
 
 
-def test_the_same_plan_on_one_machine(ray_session, tiny_features, cluster_preset, tmp_path, autoscaled, caplog):
+def test_the_same_plan_on_one_machine(
+    ray_session, tiny_features, cluster_preset, tmp_path, autoscaled, caplog
+):
     """For comparison: the same two members on the test session's single 2-CPU instance, which
     has no node types to add (today's behaviour: half a CPU each, both at once)."""
     import logging

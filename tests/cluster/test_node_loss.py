@@ -35,7 +35,11 @@ NODE_LOSS_PRESET = dataclasses.replace(
     PRESETS["tiny"],
     name="node-loss-test",
     train=dataclasses.replace(
-        PRESETS["tiny"].train, epochs_train_asc=3, epochs_train_aec=3, epochs_finetune_asc=1, max_train_patches=384
+        PRESETS["tiny"].train,
+        epochs_train_asc=3,
+        epochs_train_aec=3,
+        epochs_finetune_asc=1,
+        max_train_patches=384,
     ),
 )
 STAGE1, FINETUNE = "mtl-ic-d1-r1-triple", "finetune-asc-d1-r1-triple"
@@ -115,7 +119,9 @@ def node_lost(s3, autoscaling_cluster, tiny_features, tmp_path_factory):
         deadline = time.monotonic() + TIMEOUT_S
         while not _registered_checkpoint(run, STAGE1):
             if driver.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"no stage-1 checkpoint (driver exit {driver.returncode}):\n{log.read_text()[-4000:]}")
+                pytest.fail(
+                    f"no stage-1 checkpoint (driver exit {driver.returncode}):\n{log.read_text()[-4000:]}"
+                )
             time.sleep(0.2)
         seen["stage1_finished_at_kill"] = run.exists(f"trials/{STAGE1}/result.json")
         raylet = _raylet_of_train_worker(cluster)
@@ -127,7 +133,9 @@ def node_lost(s3, autoscaling_cluster, tiny_features, tmp_path_factory):
     finally:
         stop_process_group(driver)
     seen["returncode"], seen["log"] = driver.returncode, log.read_text()
-    seen["reduce"] = subprocess.run([RAYMTL, "reduce", uri], env=env, capture_output=True, text=True, timeout=300)
+    seen["reduce"] = subprocess.run(
+        [RAYMTL, "reduce", uri], env=env, capture_output=True, text=True, timeout=300
+    )
     return run, seen
 
 
@@ -150,7 +158,9 @@ def test_the_member_resumes_on_another_node_from_its_checkpoint(node_lost):
 
 def test_nothing_is_trained_or_recorded_twice(node_lost):
     run, seen = node_lost
-    epochs = [json.loads(line)["epoch"] for line in run.read(f"trials/{STAGE1}/metrics.jsonl").decode().splitlines()]
+    epochs = [
+        json.loads(line)["epoch"] for line in run.read(f"trials/{STAGE1}/metrics.jsonl").decode().splitlines()
+    ]
     assert epochs == [0, 1, 2]
     assert sorted(run.listdir("trials")) == sorted([STAGE1, FINETUNE])
     assert "1 members in" in seen["log"] and "0 already done, 1 trained now" in seen["log"]

@@ -72,7 +72,11 @@ def test_no_local_path_leaks_into_the_run_records(on_s3, tiny_data, cluster_pres
     # No file that raymtl or Ray Train wrote for the RUN (records, models, checkpoints) names a
     # local folder of this test: the data, the preset file or the temp dirs.
     local = [str(tiny_data), str(cluster_preset.parent), "/tmp/pytest-of-"]
-    ours = [k for k in files if k.startswith(("trials/", "ensemble/", f"ray/{MEMBER_RUN}/")) or k == "manifest.json"]
+    ours = [
+        k
+        for k in files
+        if k.startswith(("trials/", "ensemble/", f"ray/{MEMBER_RUN}/")) or k == "manifest.json"
+    ]
     assert any(k.startswith(f"ray/{MEMBER_RUN}/checkpoint_") for k in ours)
     leaks = {k: [p for p in local if p.encode() in fs.open_input_stream(f"{path}/{k}").read()] for k in ours}
     assert not {k: v for k, v in leaks.items() if v}

@@ -37,7 +37,9 @@ def test_gpu_nodes_the_autoscaler_can_add_count_though_none_is_up():
 
 
 def test_the_accelerator_is_a_resource_name():
-    capacity = Capacity(up={"CPU": 1.0}, head={"CPU": 1.0}, groups=(NodeGroup("w", {"CPU": 1.0, "accel": 1.0}, 0, 2),))
+    capacity = Capacity(
+        up={"CPU": 1.0}, head={"CPU": 1.0}, groups=(NodeGroup("w", {"CPU": 1.0, "accel": 1.0}, 0, 2),)
+    )
     plan = plan_resources(capacity, members=2, accelerator="accel")
     assert (plan.accelerator, plan.accelerators_per_trial, plan.max_concurrent) == ("accel", 1.0, 2)
     assert plan_resources(capacity, members=2).accelerators_per_trial == 0.0  # no GPU anywhere
