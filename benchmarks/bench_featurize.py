@@ -106,7 +106,8 @@ def main(argv=None) -> dict:
     }
     print(
         f"featurize ({args.size}, {report.clips} clips, {report.patches} patches, {cpus} CPUs): "
-        f"Ray Data {res['ray_audio_s_per_s']:.0f} s audio/s, plain loop {res['plain_audio_s_per_s']:.0f} s audio/s, "
+        f"Ray Data {res['ray_audio_s_per_s']:.0f} s audio/s, "
+        f"plain loop {res['plain_audio_s_per_s']:.0f} s audio/s, "
         f"ratio {res['ratio_ray_over_plain']:.2f}x (first Ray run incl. start-up {first_s:.1f} s); "
         f"{res['bytes_per_patch']:.0f} bytes/patch on disk "
         f"(a float32 patch: {128 * 128 * 4}; FEATURES v1 stored that)"

@@ -46,7 +46,9 @@ def _preset_file(epochs: int) -> Path:
     return path
 
 
-def _grid(feats: Path, run: Path, preset: Path, n: int, concurrent: int, cpus: float, gpus: float) -> tuple[float, float]:
+def _grid(
+    feats: Path, run: Path, preset: Path, n: int, concurrent: int, cpus: float, gpus: float
+) -> tuple[float, float]:
     """(wall seconds, sum of the trials' own seconds) of one ensemble run into a fresh `run`."""
     from raymtl.ensemble.grid import GridOptions, run_ensemble
     from raymtl.ensemble.plan import EnsemblePlan
@@ -85,15 +87,21 @@ def main(argv: list[str] | None = None) -> None:
     out = BENCH_OUT / "grid"
 
     seq_wall, seq_own = _grid(feats, out / "sequential", preset, args.members, 1, cpus, args.gpus_per_trial)
-    par_wall, _ = _grid(feats, out / "parallel", preset, args.members, args.concurrent, cpus, args.gpus_per_trial)
+    par_wall, _ = _grid(
+        feats, out / "parallel", preset, args.members, args.concurrent, cpus, args.gpus_per_trial
+    )
     speedup = seq_wall / par_wall
     device = f"{args.gpus_per_trial} GPU" if args.gpus_per_trial else f"{cpus:g} CPU"
-    print(f"grid: {args.members} members (mtl-ic + finetune-asc each), {device} per Train worker, "
-          f"{int(total_cpus)} CPUs")  # fmt: skip
+    print(
+        f"grid: {args.members} members (mtl-ic + finetune-asc each), {device} per Train worker, "
+        f"{int(total_cpus)} CPUs"
+    )
     print(f"  one after another: {seq_wall:.1f} s; {args.concurrent} at once: {par_wall:.1f} s")
     print(f"  speed-up {speedup:.2f}x, parallel efficiency {speedup / args.concurrent:.2f}")
-    print(f"  overhead per member (sequential wall - trials' own time in their Train workers): "
-          f"{(seq_wall - seq_own) / args.members:.1f} s")  # fmt: skip
+    print(
+        f"  overhead per member (sequential wall - trials' own time in their Train workers): "
+        f"{(seq_wall - seq_own) / args.members:.1f} s"
+    )
 
 
 if __name__ == "__main__":

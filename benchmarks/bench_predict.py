@@ -113,10 +113,24 @@ def _free_port() -> int:
 def _load(url: str, path: Path, n: int, concurrency: int) -> dict:
     """The load from a second process: `n` uploads of `path`, `concurrency` at a time."""
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_predict", "--client", url, "--file", str(path),
-         "--requests", str(n), "--concurrency", str(concurrency)],
-        capture_output=True, text=True, timeout=CLIENT_DEADLINE_S + 60, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.bench_predict",
+            "--client",
+            url,
+            "--file",
+            str(path),
+            "--requests",
+            str(n),
+            "--concurrency",
+            str(concurrency),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CLIENT_DEADLINE_S + 60,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -217,9 +231,11 @@ def main(argv=None) -> dict:
     for name in ("serve_batched", "serve_unbatched"):
         s = res[name]
         print(
-            f"serve {name.split('_')[1]} (mtl; {s['requests']} uploads of a 10 s WAV, {args.concurrency} at a time, "
+            f"serve {name.split('_')[1]} (mtl; {s['requests']} uploads of a 10 s WAV, "
+            f"{args.concurrency} at a time, "
             f"second process, loopback): p50 {s['p50_ms']:.0f} ms, p99 {s['p99_ms']:.0f} ms, "
-            f"{s['requests_per_s']:.2f} requests/s = {s['audio_s_per_s']:.1f} s audio/s, mean batch {s['mean_batch']:.1f}, "
+            f"{s['requests_per_s']:.2f} requests/s = {s['audio_s_per_s']:.1f} s audio/s, "
+            f"mean batch {s['mean_batch']:.1f}, "
             f"{s['ok']}/{s['requests']} ok",
             flush=True,
         )

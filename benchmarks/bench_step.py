@@ -23,7 +23,10 @@ def step_time(kind: str, preset: str, channels_last: bool, device: str, batch: i
     cfg = get_preset(preset).model
     net = build_model(kind, cfg, {"asc": 15, "aec": 50}, task="asc").to(device)
     x = torch.randn(batch, 1, 128, 128, device=device)
-    y = {"asc": torch.randint(0, 15, (batch,), device=device), "aec": torch.randint(0, 50, (batch,), device=device)}
+    y = {
+        "asc": torch.randint(0, 15, (batch,), device=device),
+        "aec": torch.randint(0, 50, (batch,), device=device),
+    }
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -58,9 +61,11 @@ def main(argv: list[str] | None = None) -> dict:
         nchw = step_time(kind, args.preset, False, args.device, args.batch, args.steps)
         nhwc = step_time(kind, args.preset, True, args.device, args.batch, args.steps)
         out[kind] = nchw / nhwc
-        print(f"step {kind} ({args.preset}, batch {args.batch}, {args.threads} thread(s), {args.device}): "
-              f"NCHW {args.batch / nchw:.0f} patches/s, channels-last {args.batch / nhwc:.0f} patches/s: "
-              f"ratio {nchw / nhwc:.2f}")  # fmt: skip
+        print(
+            f"step {kind} ({args.preset}, batch {args.batch}, {args.threads} thread(s), {args.device}): "
+            f"NCHW {args.batch / nchw:.0f} patches/s, channels-last {args.batch / nhwc:.0f} patches/s: "
+            f"ratio {nchw / nhwc:.2f}"
+        )
     return out
 
 

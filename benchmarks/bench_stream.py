@@ -188,10 +188,19 @@ def ray_epochs(
     pool_ref = ray.put(load_event_pool(str(features), DIVISION, "train"))
     counter = EpochCounter.start(0)
     ds = mixup_stream(
-        str(features), DIVISION, "train", variant, seed, counter, pool_ref,
+        str(features),
+        DIVISION,
+        "train",
+        variant,
+        seed,
+        counter,
+        pool_ref,
         pairing=pairing,
-        batch_size=block_patches, concurrency=concurrency, materialize_scenes=materialize, shuffle=True,
-    )  # fmt: skip
+        batch_size=block_patches,
+        concurrency=concurrency,
+        materialize_scenes=materialize,
+        shuffle=True,
+    )
     build_s = time.perf_counter() - t0
     out, first_batch_s = [], None
     for epoch in range(epochs):

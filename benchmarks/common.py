@@ -23,7 +23,13 @@ def features(size: str = "tiny") -> Path:
     data = synth_data(size)
     out = BENCH_OUT / f"features-{size}"
     if not is_finished(str(out)):
-        featurize(str(data / "esc50"), str(data / "tut2017-dev"), str(data / "tut2017-eval"), str(out), overwrite=True)
+        featurize(
+            str(data / "esc50"),
+            str(data / "tut2017-dev"),
+            str(data / "tut2017-eval"),
+            str(out),
+            overwrite=True,
+        )
     return out
 
 

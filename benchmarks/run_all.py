@@ -5,7 +5,14 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["benchmarks.bench_featurize", "benchmarks.bench_stream", "benchmarks.bench_step", "benchmarks.bench_train", "benchmarks.bench_grid", "benchmarks.bench_predict"]
+BENCHMARKS = [
+    "benchmarks.bench_featurize",
+    "benchmarks.bench_stream",
+    "benchmarks.bench_step",
+    "benchmarks.bench_train",
+    "benchmarks.bench_grid",
+    "benchmarks.bench_predict",
+]
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Ray Job entry point: fuse the members' scores (arguments as `raymtl reduce`).
 
-    ray job submit --working-dir . -- python jobs/reduce.py s3://bucket/runs/paper
+ray job submit --working-dir . -- python jobs/reduce.py s3://bucket/runs/paper
 """
 
 import sys

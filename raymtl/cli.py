@@ -21,14 +21,19 @@ from raymtl.verbs import COMMANDS, Parser, command
 
 log = logging.getLogger("raymtl")
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="raymtl", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    s = sub.add_parser("synth", help="write synthetic ESC-50 and TUT 2017 datasets in their published layouts")
+    s = sub.add_parser(
+        "synth", help="write synthetic ESC-50 and TUT 2017 datasets in their published layouts"
+    )
     s.add_argument("--out", required=True, help="folder to create esc50/, tut2017-dev/, tut2017-eval/ in")
-    s.add_argument("--size", default="tiny", help="tiny (tests) | demo (laptop demo) | full (the real counts)")
+    s.add_argument(
+        "--size", default="tiny", help="tiny (tests) | demo (laptop demo) | full (the real counts)"
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--overwrite", action="store_true", help="replace datasets already in --out")
 
@@ -66,26 +71,49 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--repeats", type=int, default=3, help="repeats 1..N")
     e.add_argument("--variants", default="triple,quadruple")
     e.add_argument("--tasks", default="asc,aec")
-    e.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="accelerators per member (default: 1 if the cluster has, or can autoscale to, nodes with "
-                        "the --accelerator resource, else 0)")  # fmt: skip
-    e.add_argument("--accelerator", default="GPU",
-                   help="the resource name members request as their accelerator (default GPU; a custom resource "
-                        "of the accelerator nodes places members there and trains on CPU, e.g. a local dry run)")  # fmt: skip
-    e.add_argument("--cpus-per-trial", type=float, default=None,
-                   help="per Train worker (default: 1; 0.5 on a CPU-only machine with fewer than 3 CPUs, "
-                        "so that two members train at once)")  # fmt: skip
-    e.add_argument("--max-concurrent", type=int, default=None,
-                   help="members at once (default: all on a cluster that can add nodes, else what fits now)")  # fmt: skip
+    e.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="accelerators per member (default: 1 if the cluster has, or can autoscale to, nodes with "
+        "the --accelerator resource, else 0)",
+    )
+    e.add_argument(
+        "--accelerator",
+        default="GPU",
+        help="the resource name members request as their accelerator (default GPU; a custom resource "
+        "of the accelerator nodes places members there and trains on CPU, e.g. a local dry run)",
+    )
+    e.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=None,
+        help="per Train worker (default: 1; 0.5 on a CPU-only machine with fewer than 3 CPUs, "
+        "so that two members train at once)",
+    )
+    e.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="members at once (default: all on a cluster that can add nodes, else what fits now)",
+    )
     e.add_argument("--max-failures", type=int, default=2, help="worker restarts per stage")
 
-    c = sub.add_parser("cluster-config", help="publish an autoscaling config's worker node types to the cluster")
-    c.add_argument("config", nargs="?", default="~/ray_bootstrap_config.yaml",
-                   help="cluster launcher config (default: the head's, as `ray up` writes it)")  # fmt: skip
+    c = sub.add_parser(
+        "cluster-config", help="publish an autoscaling config's worker node types to the cluster"
+    )
+    c.add_argument(
+        "config",
+        nargs="?",
+        default="~/ray_bootstrap_config.yaml",
+        help="cluster launcher config (default: the head's, as `ray up` writes it)",
+    )
 
     r = sub.add_parser("reduce", help="fuse the members' stored scores into the ensemble result")
     r.add_argument("run", help="RUN folder")
-    r.add_argument("--allow-partial", action="store_true", help="fuse the members present when some are missing")
+    r.add_argument(
+        "--allow-partial", action="store_true", help="fuse the members present when some are missing"
+    )
 
     d = sub.add_parser("demo", help="the whole pipeline on synthetic data on local Ray")
     d.add_argument("--out", default="demo-out", help="folder for the demo's data, features and run")
@@ -199,7 +227,6 @@ def _cluster_config(args: argparse.Namespace) -> int:
 @command("reduce")
 def _reduce(args: argparse.Namespace) -> int:
     from raymtl.ensemble.reduce import reduce_run
-
     from raymtl.run.records import EnsembleSummary
 
     summary = EnsembleSummary.from_dict(reduce_run(args.run, allow_partial=args.allow_partial))
@@ -214,7 +241,9 @@ def format_ensemble_summary(summary) -> str:
         m = s.member_accuracy
         single = f"{_pct(m.mean)} ± {_pct(m.std)}"
         eight = s.eight_member.get("mean")
-        lines.append(f"{task:<5} {s.n_members:>8} {_pct(s.ensemble_accuracy):>9} {single:>20} {_pct(eight):>14}")
+        lines.append(
+            f"{task:<5} {s.n_members:>8} {_pct(s.ensemble_accuracy):>9} {single:>20} {_pct(eight):>14}"
+        )
         if s.missing:
             lines.append(f"      missing: {', '.join(s.missing)}")
     return "\n".join(lines)

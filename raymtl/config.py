@@ -103,7 +103,9 @@ class TrainConfig:
         if not self.lr > 0:
             raise ConfigError(f"train.lr must be positive, got {self.lr!r}")
         if self.max_train_patches is not None and self.max_train_patches <= 0:
-            raise ConfigError(f"train.max_train_patches must be positive or None, got {self.max_train_patches!r}")
+            raise ConfigError(
+                f"train.max_train_patches must be positive or None, got {self.max_train_patches!r}"
+            )
 
     def epochs(self, stage: str, task: str) -> int:
         """`stage` is 'train' (from scratch) or 'finetune'."""

@@ -28,7 +28,9 @@ class DemoResult:
     seconds: float
 
 
-def run_demo(out: str | Path = "demo-out", size: str = "demo", seed: int = 0, preset: str = "demo") -> DemoResult:
+def run_demo(
+    out: str | Path = "demo-out", size: str = "demo", seed: int = 0, preset: str = "demo"
+) -> DemoResult:
     from raymtl.data.featurize import featurize, is_finished
     from raymtl.data.synth import generate
     from raymtl.ensemble.grid import GridOptions, run_ensemble
@@ -51,11 +53,17 @@ def run_demo(out: str | Path = "demo-out", size: str = "demo", seed: int = 0, pr
     else:
         log.info("step 2/4: featurizing into %s", features)
         report = featurize(
-            str(data / "esc50"), str(data / "tut2017-dev"), str(data / "tut2017-eval"), str(features), overwrite=True
+            str(data / "esc50"),
+            str(data / "tut2017-dev"),
+            str(data / "tut2017-eval"),
+            str(features),
+            overwrite=True,
         )
         log.info("%s", report.summary())
 
-    plan = EnsemblePlan(divisions=list(DEMO_DIVISIONS), repeats=[1], variants=list(DEMO_VARIANTS), tasks=["asc", "aec"])
+    plan = EnsemblePlan(
+        divisions=list(DEMO_DIVISIONS), repeats=[1], variants=list(DEMO_VARIANTS), tasks=["asc", "aec"]
+    )
     log.info("step 3/4: training the ensemble (%d members per task) into %s", len(plan.divisions) * 2, run)
     # The grid's defaults: on a 2-CPU laptop, two members at once, half a CPU per Train worker.
     ens = run_ensemble(str(features), str(run), preset, plan, GridOptions())
@@ -63,7 +71,9 @@ def run_demo(out: str | Path = "demo-out", size: str = "demo", seed: int = 0, pr
     if ens.failed:
         from raymtl.errors import UserError
 
-        raise UserError(f"demo members failed: {', '.join(ens.failed)}; rerun `raymtl demo --out {out}` to resume")
+        raise UserError(
+            f"demo members failed: {', '.join(ens.failed)}; rerun `raymtl demo --out {out}` to resume"
+        )
 
     log.info("step 4/4: fusing the members' scores")
     reduce_run(str(run))

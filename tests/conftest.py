@@ -47,7 +47,9 @@ def tiny_features(tiny_data, ray_session, tmp_path_factory) -> Path:
     from raymtl.data.featurize import featurize
 
     out = tmp_path_factory.mktemp("features") / "tiny"
-    featurize(str(tiny_data / "esc50"), str(tiny_data / "tut2017-dev"), str(tiny_data / "tut2017-eval"), str(out))
+    featurize(
+        str(tiny_data / "esc50"), str(tiny_data / "tut2017-dev"), str(tiny_data / "tut2017-eval"), str(out)
+    )
     return out
 
 
@@ -82,9 +84,17 @@ def tiny_run(tiny_features, tmp_path_factory):
 
     run = tmp_path_factory.mktemp("run") / "RUN"
     code = main(
-        ["train", "--experiment", ",".join(MEMBER_EXPERIMENTS), *MEMBER_ARGS,
-         "--features", str(tiny_features), "--out", str(run)]
-    )  # fmt: skip
+        [
+            "train",
+            "--experiment",
+            ",".join(MEMBER_EXPERIMENTS),
+            *MEMBER_ARGS,
+            "--features",
+            str(tiny_features),
+            "--out",
+            str(run),
+        ]
+    )
     return run, {experiment: code for experiment in MEMBER_EXPERIMENTS}
 
 
@@ -109,9 +119,10 @@ def tiny_ensemble(tiny_features, tmp_path_factory):
     """The issue's must-show ensemble (divisions 1,2 x triple,quadruple, repeat 1, both tasks) on
     the `grid_preset`, then `raymtl reduce`, in a RUN of its own. Its member d1-r1-triple and both
     baselines are first trained by one `raymtl train --experiment baseline-asc,...,finetune-aec`,
-    so the ensemble finds one member done (and Table I has its baseline rows). Returns (run folder, ensemble exit code, its stdout, reduce exit
-    code, mtime of that member's mtl-ic result.json before the ensemble). Results, dashboard and
-    predict tests read this finished RUN.
+    so the ensemble finds one member done (and Table I has its baseline rows). Returns (run
+    folder, ensemble exit code, its stdout, reduce exit code, mtime of that member's mtl-ic
+    result.json before the ensemble). Results, dashboard and predict tests read this finished
+    RUN.
 
     For working on those tests only: RAYMTL_TEST_ENSEMBLE=/path/to/a/finished/RUN skips the
     training (CI never sets it)."""

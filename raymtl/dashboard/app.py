@@ -32,11 +32,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from raymtl.config import TASKS
 from raymtl.results import tables
+from raymtl.results.catalog import TABLES
 from raymtl.results.confusion import NotFound, confusion
 from raymtl.results.format import plain
 from raymtl.results.runs import FinishedTrialCache, run_refs
 from raymtl.results.status import STALE_AFTER_S
-from raymtl.results.catalog import TABLES
 from raymtl.results.store import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,13 @@ def _load_assets() -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in ASSETS}
 
 
-def create_app(runs: Sequence[str], *, refresh_s: float = 5.0, loopback: bool = True,
-               stale_after_s: float = STALE_AFTER_S) -> FastAPI:  # fmt: skip
+def create_app(
+    runs: Sequence[str],
+    *,
+    refresh_s: float = 5.0,
+    loopback: bool = True,
+    stale_after_s: float = STALE_AFTER_S,
+) -> FastAPI:
     data = RunsData(runs, refresh_s, stale_after_s)
     assets = _load_assets()
     app = FastAPI(title="raymtl dashboard", docs_url=None, redoc_url=None, openapi_url=None)
@@ -159,26 +164,39 @@ def create_app(runs: Sequence[str], *, refresh_s: float = 5.0, loopback: bool = 
         runs = []
         for snap in store.snapshots:
             plan = snap.files.plan
-            runs.append({
-                "index": snap.ref.index, "name": snap.ref.name, "uri": snap.ref.uri,
-                "preset": snap.files.manifest.preset_name if snap.files.manifest else None,
-                "plan": {**plan.to_dict(), "source": snap.files.plan_source},
-                **{k: progress[snap.ref.name][k] for k in ("reduced", "live", "members")},
-                "ensemble": store.rows("select task, ensemble_accuracy, n_members from ensemble where run = ?",
-                                       [snap.ref.name]),
-            })  # fmt: skip
-        return _json({
-            "runs": runs,
-            "live": any(r["live"] for r in runs),
-            "refresh_s": data.refresh_s,
-            "read_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(store.snapshots[0].loaded)),
-        })  # fmt: skip
+            runs.append(
+                {
+                    "index": snap.ref.index,
+                    "name": snap.ref.name,
+                    "uri": snap.ref.uri,
+                    "preset": snap.files.manifest.preset_name if snap.files.manifest else None,
+                    "plan": {**plan.to_dict(), "source": snap.files.plan_source},
+                    **{k: progress[snap.ref.name][k] for k in ("reduced", "live", "members")},
+                    "ensemble": store.rows(
+                        "select task, ensemble_accuracy, n_members from ensemble where run = ?",
+                        [snap.ref.name],
+                    ),
+                }
+            )
+        return _json(
+            {
+                "runs": runs,
+                "live": any(r["live"] for r in runs),
+                "refresh_s": data.refresh_s,
+                "read_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(store.snapshots[0].loaded)),
+            }
+        )
 
     @app.get("/api/tables")
     def tables_(variant: Literal["triple", "quadruple", "all"] = "triple") -> Response:
         store = data.store()
-        return _json({"runs": store.run_names(), "table1": tables.table1(store, variant),
-                      "table2": tables.table2(store)})  # fmt: skip
+        return _json(
+            {
+                "runs": store.run_names(),
+                "table1": tables.table1(store, variant),
+                "table2": tables.table2(store),
+            }
+        )
 
     @app.get("/api/ensemble-size")
     def ensemble_size() -> Response:
@@ -189,10 +207,15 @@ def create_app(runs: Sequence[str], *, refresh_s: float = 5.0, loopback: bool = 
             for t in TASKS
         }
         paper = tables.table2(store)["tasks"]
-        points = {t: [{"members": p["paper"]["members"], "accuracy": p["paper"]["ensemble"]}]
-                  + ([{"members": 8, "accuracy": p["paper"]["eight_member_mean"]}]
-                     if p["paper"]["eight_member_mean"] is not None else [])
-                  for t, p in paper.items()}  # fmt: skip
+        points = {
+            t: [{"members": p["paper"]["members"], "accuracy": p["paper"]["ensemble"]}]
+            + (
+                [{"members": 8, "accuracy": p["paper"]["eight_member_mean"]}]
+                if p["paper"]["eight_member_mean"] is not None
+                else []
+            )
+            for t, p in paper.items()
+        }
         return _json({"tasks": out, "paper": points})
 
     @app.get("/api/runs/{run}/members")
@@ -208,13 +231,24 @@ def create_app(runs: Sequence[str], *, refresh_s: float = 5.0, loopback: bool = 
         store = data.store()
         name = _run_name(store, run)
         rows = store.rows(
-            "select trial, experiment, division, repeat, variant, task, epoch, loss, train_acc, val_acc, live "
-            "from metrics where run = ? order by task, trial, epoch", [name])  # fmt: skip
+            "select trial, experiment, division, repeat, variant, task, epoch, loss, train_acc, val_acc, "
+            "live from metrics where run = ? order by task, trial, epoch",
+            [name],
+        )
         out: dict[str, dict[str, Any]] = {}
         for r in rows:
-            series = out.setdefault(r["task"], {}).setdefault(r["trial"], {
-                "trial": r["trial"], "experiment": r["experiment"], "division": r["division"],
-                "repeat": r["repeat"], "variant": r["variant"], "live": r["live"], "epochs": []})  # fmt: skip
+            series = out.setdefault(r["task"], {}).setdefault(
+                r["trial"],
+                {
+                    "trial": r["trial"],
+                    "experiment": r["experiment"],
+                    "division": r["division"],
+                    "repeat": r["repeat"],
+                    "variant": r["variant"],
+                    "live": r["live"],
+                    "epochs": [],
+                },
+            )
             series["epochs"].append({k: r[k] for k in ("epoch", "loss", "train_acc", "val_acc")})
         return _json({"run": name, "tasks": {t: list(s.values()) for t, s in out.items()}})
 

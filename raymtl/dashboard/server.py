@@ -41,8 +41,8 @@ def serve(runs: Sequence[str], host: str = "127.0.0.1", port: int = 8000, refres
     loopback = is_loopback(host)
     if not loopback:
         print(
-            f"warning: serving on {host}, not only on this machine: anyone who can reach {host}:{port} can read "
-            "these results (the dashboard is read-only and has no login)",
+            f"warning: serving on {host}, not only on this machine: anyone who can reach {host}:{port} "
+            "can read these results (the dashboard is read-only and has no login)",
             file=sys.stderr,
         )
     app = create_app(runs, refresh_s=refresh_s, loopback=loopback)

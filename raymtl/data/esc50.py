@@ -61,7 +61,8 @@ def parse_esc50(root: str | Path, subset: str = "all") -> Layout:
             target_col, name_col = "category", "category_name"
         else:
             raise LayoutError(
-                str(meta_path), f"unexpected header {','.join(header)!r}; expected {','.join(_HEADER_CURRENT)!r}"
+                str(meta_path),
+                f"unexpected header {','.join(header)!r}; expected {','.join(_HEADER_CURRENT)!r}",
             )
         rows = [(line_no, dict(zip(header, row))) for line_no, row in enumerate(reader, start=2) if row]
 
@@ -76,24 +77,34 @@ def parse_esc50(root: str | Path, subset: str = "all") -> Layout:
             rejects.append(Reject(str(meta_path), f"{where}: malformed row"))
             continue
         if filename in seen:
-            rejects.append(Reject(str(audio_dir / filename), f"duplicate file (first listed on line {seen[filename]})"))
+            rejects.append(
+                Reject(str(audio_dir / filename), f"duplicate file (first listed on line {seen[filename]})")
+            )
             continue
         seen[filename] = line_no
         try:
             target = int(row[target_col])
         except ValueError:
-            rejects.append(Reject(str(audio_dir / filename), f"unknown class: target {row[target_col]!r} is not an integer"))
+            rejects.append(
+                Reject(
+                    str(audio_dir / filename), f"unknown class: target {row[target_col]!r} is not an integer"
+                )
+            )
             continue
         name = row[name_col].strip()
         if not 0 <= target < len(ESC50_CLASSES) or ESC50_CLASSES[target] != name:
-            rejects.append(Reject(str(audio_dir / filename), f"unknown class: target {target}, category {name!r}"))
+            rejects.append(
+                Reject(str(audio_dir / filename), f"unknown class: target {target}, category {name!r}")
+            )
             continue
         try:
             fold = int(row["fold"])
         except ValueError:
             fold = -1
         if fold not in ESC50_FOLDS:
-            rejects.append(Reject(str(audio_dir / filename), f"fold {row['fold']!r} out of range 1..{max(ESC50_FOLDS)}"))
+            rejects.append(
+                Reject(str(audio_dir / filename), f"fold {row['fold']!r} out of range 1..{max(ESC50_FOLDS)}")
+            )
             continue
         if subset == "esc10" and row["esc10"].strip().lower() != "true":
             continue

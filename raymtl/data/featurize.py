@@ -335,9 +335,15 @@ def _partitions(fs, path: str, cfg: FeatureConfig) -> dict[str, dict[str, Any]]:
         dataset = t[schema.DATASET][0].as_py()
         part = out.setdefault(
             rel.split("/", 1)[0],
-            {"dataset": dataset, "subset": t[schema.SUBSET][0].as_py(), "fold": t[schema.FOLD][0].as_py(),
-             "clips": 0, "patches": 0, "files": []},
-        )  # fmt: skip
+            {
+                "dataset": dataset,
+                "subset": t[schema.SUBSET][0].as_py(),
+                "fold": t[schema.FOLD][0].as_py(),
+                "clips": 0,
+                "patches": 0,
+                "files": [],
+            },
+        )
         per_image = [cfg.n_patches(int(f)) for f in t[stored.N_FRAMES].to_numpy()]
         part["clips"] += t.num_rows
         part["patches"] += len(stored.KEYED_IMAGES[dataset]) * sum(per_image)

@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 EVENT_CLIP = "event_clip"
 EVENT_PATCH_INDEX = "event_patch_index"
 
+
 def epoch_seed(seed: int, epoch: int) -> np.uint64:
     """One 64-bit value per (run seed, epoch); distinct seeds and epochs give unrelated values."""
     s = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
@@ -220,8 +221,11 @@ class MixupPairer:
             scene = stored.cut(images, self.images, part, self.cfg)  # (B, 128, 128) float32, ours to reuse
             ids = None
             if self.trace:
-                ids = {schema.CLIP: clip[part.row], schema.IMAGE: names[part.image],
-                       schema.PATCH_INDEX: part.patch.astype(np.int32)}  # fmt: skip
+                ids = {
+                    schema.CLIP: clip[part.row],
+                    schema.IMAGE: names[part.image],
+                    schema.PATCH_INDEX: part.patch.astype(np.int32),
+                }
             yield self._mix(scene, part.key, label[part.row], ids, epoch)
 
     def _mix(

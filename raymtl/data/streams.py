@@ -367,8 +367,12 @@ def mixup_stream(
     common = dict(batch_size=None, batch_format="pyarrow", zero_copy_batch=True)  # whole blocks of clip rows
     if pairing == "tasks":
         # The same num_cpus as the read's, so that Ray Data fuses the two into one task.
-        return scenes.map_batches(pair_block, fn_kwargs=dict(event_pool=event_pool_ref, **pairer_kwargs),
-                                  num_cpus=num_cpus, **common)  # fmt: skip
+        return scenes.map_batches(
+            pair_block,
+            fn_kwargs=dict(event_pool=event_pool_ref, **pairer_kwargs),
+            num_cpus=num_cpus,
+            **common,
+        )
     if isinstance(concurrency, int):
         compute = ray.data.ActorPoolStrategy(size=concurrency)
     else:

@@ -53,7 +53,9 @@ def _parse_meta(root: Path, scenes: set[str] | None) -> tuple[list[tuple[str, st
     """Rows (clip, scene, source, path) of `root/meta.txt`, and the rejected ones."""
     meta_path = root / META
     if not meta_path.is_file():
-        raise LayoutError(str(meta_path), "missing: not a TUT Acoustic Scenes 2017 folder (expected meta.txt)")
+        raise LayoutError(
+            str(meta_path), "missing: not a TUT Acoustic Scenes 2017 folder (expected meta.txt)"
+        )
     rows, rejects, seen = [], [], {}
     for line_no, fields in _read_tsv(meta_path):
         if len(fields) < 2 or not fields[0]:
@@ -133,14 +135,18 @@ def parse_tut2017(dev_root: str | Path, eval_root: str | Path) -> Layout:
         if clip not in fold_of:
             rejects.append(Reject(str(dev_root / clip), "in meta.txt but in no fold's evaluate list"))
             continue
-        clips.append(ClipRecord("tut2017", "dev", clip, str(path), source, fold_of[clip], label_of[scene], scene))
+        clips.append(
+            ClipRecord("tut2017", "dev", clip, str(path), source, fold_of[clip], label_of[scene], scene)
+        )
 
     eval_rows, eval_rejects = _parse_meta(eval_root, scene_set)
     rejects.extend(eval_rejects)
     dev_sources = {c.source for c in clips}
     for clip, scene, source, path in eval_rows:
         if source in dev_sources:
-            log.warning("evaluation clip %s shares source recording %s with the development set", clip, source)
+            log.warning(
+                "evaluation clip %s shares source recording %s with the development set", clip, source
+            )
         clips.append(ClipRecord("tut2017", "eval", clip, str(path), source, None, label_of[scene], scene))
     if not any(c.subset == "eval" for c in clips):
         raise LayoutError(str(eval_root / META), "no usable clips")
@@ -151,4 +157,6 @@ def parse_tut2017(dev_root: str | Path, eval_root: str | Path) -> Layout:
         len(classes),
         len(rejects),
     )
-    return Layout(dataset="tut2017", root=str(dev_root), clips=tuple(clips), classes=classes, rejects=tuple(rejects))
+    return Layout(
+        dataset="tut2017", root=str(dev_root), clips=tuple(clips), classes=classes, rejects=tuple(rejects)
+    )

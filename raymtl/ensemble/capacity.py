@@ -62,8 +62,9 @@ class Capacity:
 
     def has(self, resource: str) -> bool:
         """Whether any node has, or the autoscaler can add one with, `resource`."""
-        return self.up.get(resource, 0) > 0 or any(g.resources.get(resource, 0) > 0 and g.max_count != 0
-                                                    for g in self.groups)  # fmt: skip
+        return self.up.get(resource, 0) > 0 or any(
+            g.resources.get(resource, 0) > 0 and g.max_count != 0 for g in self.groups
+        )
 
     def on_head(self, resource: str) -> bool:
         return self.head.get(resource, 0) > 0
@@ -72,7 +73,7 @@ class Capacity:
         if not self.groups:
             return f"{_resources_text(self.up)} up, no node types to add ({self.source})"
         types = ", ".join(
-            f"{g.name} ({_resources_text(g.resources)}; {g.min_count}-{'∞' if g.max_count == -1 else g.max_count})"
+            f"{g.name} ({_resources_text(g.resources)}; {g.min_count}-{_max_text(g.max_count)})"
             for g in self.groups
         )
         return f"{_resources_text(self.up)} up; worker node types {types} ({self.source})"
@@ -180,8 +181,10 @@ class ResourcePlan:
         accel = (
             f" and {self.accelerators_per_trial:g} {self.accelerator}" if self.accelerators_per_trial else ""
         )
-        return (f"up to {self.max_concurrent} members at once, {self.cpus_per_trial:g} CPU{accel} per Train "
-                f"worker ({self.why})")  # fmt: skip
+        return (
+            f"up to {self.max_concurrent} members at once, {self.cpus_per_trial:g} CPU{accel} per Train "
+            f"worker ({self.why})"
+        )
 
 
 def plan_resources(
@@ -202,8 +205,8 @@ def plan_resources(
         why = f"the autoscaler can add {', '.join(g.name for g in capacity.groups if g.can_add)} nodes"
         if accelerators_per_trial == 0 and capacity.on_head("CPU"):
             log.warning(
-                "members request CPUs only, which the head has too: some may train on the head. Give the worker "
-                "node types a resource of their own and pass it as --accelerator to keep them off it."
+                "members request CPUs only, which the head has too: some may train on the head. Give the "
+                "worker node types a resource of their own and pass it as --accelerator to keep them off it."
             )
         concurrent = max_concurrent or members  # pending members are the demand that adds nodes
     else:
@@ -232,3 +235,7 @@ def _fits_now(
         return max(1, int(up.get(accelerator, 0) // accelerators_per_trial))
     # CPU only: keep one CPU free for the Ray Data tasks that feed the workers.
     return max(1, int((up.get("CPU", 1) - 1) // max(cpus_per_trial, 1e-9)))
+
+
+def _max_text(max_count: int) -> str:
+    return "∞" if max_count == -1 else str(max_count)

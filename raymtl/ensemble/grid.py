@@ -41,7 +41,9 @@ EPOCH_LOG_S = 30.0  # progress: at most one epoch line per running member this o
 
 @dataclass(frozen=True)
 class GridOptions:
-    gpus_per_trial: float | None = None  # accelerators per Train worker; None: 1 if the cluster has or can add them
+    gpus_per_trial: float | None = (
+        None  # accelerators per Train worker; None: 1 if the cluster has or can add them
+    )
     cpus_per_trial: float | None = None  # per Train worker; None: `raymtl.ensemble.capacity.plan_resources`
     max_concurrent: int | None = None  # None: every member on a cluster that can add nodes, else what fits
     max_failures: int = 2  # Train worker restarts per stage
@@ -127,8 +129,13 @@ class _Progress:
             def _log(self, what: str) -> None:
                 log.info(
                     "ensemble: %d/%d members done, %d running, %d failed, %.0f s (%s)",
-                    self.done, total, len(self.running), self.failed, time.perf_counter() - self.t0, what,
-                )  # fmt: skip
+                    self.done,
+                    total,
+                    len(self.running),
+                    self.failed,
+                    time.perf_counter() - self.t0,
+                    what,
+                )
 
             def on_trial_start(self, iteration, trials, trial, **info):
                 self.running.add(trial.trial_id)
@@ -140,9 +147,16 @@ class _Progress:
                 if "trial" not in result or now - self.last_epoch_log.get(trial.trial_id, -1e9) < EPOCH_LOG_S:
                     return
                 self.last_epoch_log[trial.trial_id] = now
-                accs = ", ".join(f"{k} {v:.3f}" for k, v in sorted(result.items()) if k.startswith("val_acc_"))
-                log.info("  %s: %s epoch %s%s", _member_name(trial.config["member"]), result["trial"],
-                         result["epoch"], f" ({accs})" if accs else "")  # fmt: skip
+                accs = ", ".join(
+                    f"{k} {v:.3f}" for k, v in sorted(result.items()) if k.startswith("val_acc_")
+                )
+                log.info(
+                    "  %s: %s epoch %s%s",
+                    _member_name(trial.config["member"]),
+                    result["trial"],
+                    result["epoch"],
+                    f" ({accs})" if accs else "",
+                )
 
             def on_trial_complete(self, iteration, trials, trial, **info):
                 self.running.discard(trial.trial_id)
@@ -175,8 +189,9 @@ def run_ensemble(
         return _train_members(features, run, preset, plan, options, t0)
 
 
-def _train_members(features: str, run: str, preset: Preset, plan: EnsemblePlan, options: GridOptions,
-                   t0: float) -> EnsembleReport:  # fmt: skip
+def _train_members(
+    features: str, run: str, preset: Preset, plan: EnsemblePlan, options: GridOptions, t0: float
+) -> EnsembleReport:
     from raymtl.ray_session import ensure_ray
 
     members = [
@@ -187,7 +202,9 @@ def _train_members(features: str, run: str, preset: Preset, plan: EnsemblePlan, 
     ]
     todo = [m for m in members if not _member_done(run, m, plan.tasks)]
     done_before = len(members) - len(todo)
-    log.info("ensemble: %d members (%d already done), tasks %s", len(members), done_before, ",".join(plan.tasks))
+    log.info(
+        "ensemble: %d members (%d already done), tasks %s", len(members), done_before, ",".join(plan.tasks)
+    )
     if not todo:
         return EnsembleReport(run, len(members), done_before, 0, [], time.perf_counter() - t0)
 
@@ -196,18 +213,28 @@ def _train_members(features: str, run: str, preset: Preset, plan: EnsemblePlan, 
     ensure_ray()
     capacity = read_capacity()
     log.info("ensemble: cluster: %s", capacity.describe())
-    resources = plan_resources(capacity, len(todo), options.accelerator, options.gpus_per_trial,
-                               options.cpus_per_trial, options.max_concurrent)  # fmt: skip
-    options = dataclasses.replace(options, gpus_per_trial=resources.accelerators_per_trial,
-                                  cpus_per_trial=resources.cpus_per_trial)  # fmt: skip
+    resources = plan_resources(
+        capacity,
+        len(todo),
+        options.accelerator,
+        options.gpus_per_trial,
+        options.cpus_per_trial,
+        options.max_concurrent,
+    )
+    options = dataclasses.replace(
+        options, gpus_per_trial=resources.accelerators_per_trial, cpus_per_trial=resources.cpus_per_trial
+    )
     log.info("ensemble: %s", resources.describe())
-    results = _fit(todo, features, run, preset, plan, options, resources.max_concurrent, len(members), done_before)
+    results = _fit(
+        todo, features, run, preset, plan, options, resources.max_concurrent, len(members), done_before
+    )
     failed = [_member_name(r.config["member"]) for r in results if r.error is not None]
     for r in results:
         if r.error is not None:
             log.error("member %s failed: %s", _member_name(r.config["member"]), r.error)
     trained = len(todo) - len(failed)
     return EnsembleReport(run, len(members), done_before, trained, failed, time.perf_counter() - t0)
+
 
 def _fit(todo, features, run, preset, plan, options, max_concurrent, total, done_before):
     """The Tune run of the members in `todo`; its results."""
@@ -246,5 +273,7 @@ def _auto_cpus_per_trial(options: GridOptions) -> float:
 
 def _default_concurrency(options: GridOptions) -> int:
     """Members at once that `raymtl ensemble` would pick for a one-member plan (at least 1)."""
-    plan = plan_resources(read_capacity(), 1, options.accelerator, options.gpus_per_trial, options.cpus_per_trial)
+    plan = plan_resources(
+        read_capacity(), 1, options.accelerator, options.gpus_per_trial, options.cpus_per_trial
+    )
     return plan.max_concurrent

@@ -33,8 +33,8 @@ import uuid
 import pyarrow.fs as pafs
 
 from raymtl import storage
-from raymtl.run import layout
 from raymtl.errors import UserError
+from raymtl.run import layout
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,8 @@ def describe_owner(owner: dict, now: float | None = None) -> str:
     now = time.time() if now is None else now
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(owner.get("started", 0))))
     beat = now - float(owner.get("heartbeat", owner.get("started", 0)))
-    return f"host {owner.get('host')}, pid {owner.get('pid')}, started {started}, last heartbeat {beat:.0f} s ago"
+    who = f"host {owner.get('host')}, pid {owner.get('pid')}"
+    return f"{who}, started {started}, last heartbeat {beat:.0f} s ago"
 
 
 class RunLock:
@@ -153,8 +154,8 @@ class RunLock:
                 raise RunLockedError(
                     f"{self.run} is being trained by another `raymtl ensemble` ({describe_owner(owner)}; "
                     f"command: {owner.get('command', '?')}). Wait for it to finish, or stop it; a lock whose "
-                    f"driver is gone is taken over (at once on the same host, after {STALE_AFTER_S:.0f} s without "
-                    f"heartbeat from another host). Lock: {self.path}"
+                    f"driver is gone is taken over (at once on the same host, after {STALE_AFTER_S:.0f} s "
+                    f"without heartbeat from another host). Lock: {self.path}"
                 )
             log.warning("taking over the stale lock %s: %s (%s)", self.path, why, describe_owner(owner))
             self.fs.delete_file(self.path)
@@ -168,8 +169,11 @@ class RunLock:
             try:
                 owner = self._read()
                 if owner is None or owner.get("token") != self.token:
-                    log.error("lost the lock %s to another driver (%s)", self.path,
-                              describe_owner(owner) if owner else "removed")  # fmt: skip
+                    log.error(
+                        "lost the lock %s to another driver (%s)",
+                        self.path,
+                        describe_owner(owner) if owner else "removed",
+                    )
                     return
                 storage.write_bytes(
                     self.fs, self.path, (json.dumps(self._record(), indent=1) + "\n").encode()

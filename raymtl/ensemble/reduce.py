@@ -389,7 +389,9 @@ def _summarise(scan: _TaskScores, plan: EnsemblePlan) -> tuple[TaskSummary, pa.T
         n_recordings=int(len(votes.clips)),
         n_patches=int(scan.keys.num_rows),
         n_classes=int(scan.group_sum.shape[2]),
-        member_accuracy=MemberAccuracy(member["mean"], member["std"], member["n"], dict(scan.member_accuracy)),
+        member_accuracy=MemberAccuracy(
+            member["mean"], member["std"], member["n"], dict(scan.member_accuracy)
+        ),
         table1=_table1(scan, plan),
         eight_member=_eight_member(scan, plan),
         by_size=tuple(_by_size(scan, plan)),

@@ -23,8 +23,12 @@ def add_parsers(sub) -> None:
     r.add_argument(
         "--sql", default=None, metavar="QUERY", help="a DuckDB query over the tables (see --schema)"
     )
-    r.add_argument("--variant", choices=("triple", "quadruple", "all"), default="triple",
-                   help="Table I's variant: triple (the paper's, default) | quadruple | all")  # fmt: skip
+    r.add_argument(
+        "--variant",
+        choices=("triple", "quadruple", "all"),
+        default="triple",
+        help="Table I's variant: triple (the paper's, default) | quadruple | all",
+    )
     r.add_argument("--schema", action="store_true", help="list the tables and their columns")
 
     d = sub.add_parser("dashboard", help="a local web dashboard of one or more runs (read-only)")
@@ -33,8 +37,13 @@ def add_parsers(sub) -> None:
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
     )
     d.add_argument("--port", type=int, default=8000)
-    d.add_argument("--refresh", type=float, default=5.0, metavar="S",
-                   help="seconds between rereads of the runs while one is live (default 5)")  # fmt: skip
+    d.add_argument(
+        "--refresh",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between rereads of the runs while one is live (default 5)",
+    )
 
 
 @command("results")

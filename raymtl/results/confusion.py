@@ -19,8 +19,12 @@ class NotFound(UserError):
 
 
 def class_names(store: ResultsStore, run: str, task: str, n: int) -> list[str]:
-    names = [r["class_name"] for r in store.rows(
-        "select class_name from classes where run = ? and task = ? order by label", [run, task])]  # fmt: skip
+    names = [
+        r["class_name"]
+        for r in store.rows(
+            "select class_name from classes where run = ? and task = ? order by label", [run, task]
+        )
+    ]
     return names + [f"class {i}" for i in range(len(names), n)]
 
 
@@ -55,10 +59,15 @@ def confusion(store: ResultsStore, run: str, task: str, trial: str | None = None
     names = class_names(store, run, task, n)
     totals = matrix.sum(axis=1)
     per_class = [
-        {"label": i, "class_name": names[i], "n": int(totals[i]), "n_correct": int(matrix[i, i]),
-         "accuracy": float(matrix[i, i] / totals[i]) if totals[i] else None}
+        {
+            "label": i,
+            "class_name": names[i],
+            "n": int(totals[i]),
+            "n_correct": int(matrix[i, i]),
+            "accuracy": float(matrix[i, i] / totals[i]) if totals[i] else None,
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
     return {
         "run": run,
         "task": task,

@@ -40,8 +40,11 @@ def report_text(doc: dict[str, Any]) -> str:
         out.append(f"{name} ({r['uri']}): members {'; '.join(parts)}; {state}")
     t1, t2 = doc["table1"], doc["table2"]
     for task in t1["tasks"]:
-        out += ["", f"Table I, {_TASK_TITLE.get(task, task)}: per-recording accuracy %, mean ± std over repeats "
-                f"of the mean over divisions, {t1['variant']} variant; (repeats/trials)"]  # fmt: skip
+        out += [
+            "",
+            f"Table I, {_TASK_TITLE.get(task, task)}: per-recording accuracy %, mean ± std over repeats "
+            f"of the mean over divisions, {t1['variant']} variant; (repeats/trials)",
+        ]
         rows = []
         for row in t1["tasks"][task]:
             cells = [row["label"]]
@@ -59,15 +62,27 @@ def report_text(doc: dict[str, Any]) -> str:
         paper = t["paper"]
         out += ["", f"Table II, {_TASK_TITLE.get(task, task)}: ensemble per-recording accuracy %; (members)"]
         rows = [
-            ["ensemble of all members", *(_t2(t["runs"][r], "ensemble_accuracy", "n_members") for r in runs),
-             f"{pct(paper['ensemble'])} ({paper['members']})"],
-            ["8-member ensembles, mean", *(_t2(t["runs"][r], "eight_member_mean", "n_eight_member") for r in runs),
-             "-" if paper["eight_member_mean"] is None else f"{pct(paper['eight_member_mean'])} ({paper['n_eight_member']})"],
+            [
+                "ensemble of all members",
+                *(_t2(t["runs"][r], "ensemble_accuracy", "n_members") for r in runs),
+                f"{pct(paper['ensemble'])} ({paper['members']})",
+            ],
+            [
+                "8-member ensembles, mean",
+                *(_t2(t["runs"][r], "eight_member_mean", "n_eight_member") for r in runs),
+                (
+                    "-"
+                    if paper["eight_member_mean"] is None
+                    else f"{pct(paper['eight_member_mean'])} ({paper['n_eight_member']})"
+                ),
+            ],
             ["single members, mean ± std", *(_members(t["runs"][r]) for r in runs), "-"],
-        ]  # fmt: skip
+        ]
         out += _grid(["", *runs, "paper"], rows)
-        out.append("other systems in the paper's Table II: "
-                   + ", ".join(f"{o['system']} {pct(o['accuracy'], 1)}" for o in paper["others"]))  # fmt: skip
+        out.append(
+            "other systems in the paper's Table II: "
+            + ", ".join(f"{o['system']} {pct(o['accuracy'], 1)}" for o in paper["others"])
+        )
         missing = {r: v["missing"] for r, v in t["runs"].items() if v and v["missing"]}
         for r, names in missing.items():
             out.append(f"{r}: fused without {', '.join(names)}")
@@ -97,8 +112,19 @@ def report_csv(doc: dict[str, Any]) -> str:
             p = row["paper"] or {}
             for run, v in row["runs"].items():
                 if v is not None:
-                    w.writerow(["table1", task, row["experiment"], run, v["mean"], v["std"], v["n_trials"],
-                                p.get("mean"), p.get("std")])  # fmt: skip
+                    w.writerow(
+                        [
+                            "table1",
+                            task,
+                            row["experiment"],
+                            run,
+                            v["mean"],
+                            v["std"],
+                            v["n_trials"],
+                            p.get("mean"),
+                            p.get("std"),
+                        ]
+                    )
     for task, t in doc["table2"]["tasks"].items():
         p = t["paper"]
         for run, v in t["runs"].items():
@@ -117,8 +143,19 @@ def report_csv(doc: dict[str, Any]) -> str:
                     None,
                 ]
             )
-            w.writerow(["table2", task, "eight_member_mean", run, v["eight_member_mean"], None, v["n_eight_member"],
-                        p["eight_member_mean"], None])  # fmt: skip
+            w.writerow(
+                [
+                    "table2",
+                    task,
+                    "eight_member_mean",
+                    run,
+                    v["eight_member_mean"],
+                    None,
+                    v["n_eight_member"],
+                    p["eight_member_mean"],
+                    None,
+                ]
+            )
             w.writerow(
                 [
                     "table2",

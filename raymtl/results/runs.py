@@ -28,7 +28,6 @@ from raymtl.train import trial as T
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class RunRef:
     """One RUN given on the command line: requests choose it by `index` or `name`, never by path."""

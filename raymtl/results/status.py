@@ -111,13 +111,22 @@ def member_state(
     last = stages[-1]
     if states[-1] is not None and states[-1].state == DONE:
         s = states[-1]
-        return MemberState(DONE, "", experiments[-1], s.epochs_done, s.epochs_planned, total,
-                           results[last].finished if last in results else None, updated)  # fmt: skip
+        return MemberState(
+            DONE,
+            "",
+            experiments[-1],
+            s.epochs_done,
+            s.epochs_planned,
+            total,
+            results[last].finished if last in results else None,
+            updated,
+        )
     for wanted in (FAILED, RUNNING):
         for exp, s in zip(experiments, states):
             if s is not None and s.state == wanted:
-                return MemberState(wanted, f"{exp}: {s.reason}", exp, s.epochs_done, s.epochs_planned, total,
-                                   None, updated)  # fmt: skip
+                return MemberState(
+                    wanted, f"{exp}: {s.reason}", exp, s.epochs_done, s.epochs_planned, total, None, updated
+                )
     # Neither stage has reported: Tune may be starting the next one.
     nxt = next(i for i, s in enumerate(states) if s is None or s.state != DONE)
     stage = experiments[nxt]

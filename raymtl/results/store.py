@@ -22,15 +22,15 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from raymtl import storage
+from raymtl.ensemble.reduce import PREDICTIONS_SCHEMA
+from raymtl.ensemble.table1 import table1
 from raymtl.errors import UserError
 from raymtl.results import paper
 from raymtl.results import progress as P
-from raymtl.ensemble.reduce import PREDICTIONS_SCHEMA
-from raymtl.ensemble.table1 import table1
 from raymtl.results.catalog import SCHEMAS, TABLES, VIEWS
 from raymtl.results.runs import FinishedTrialCache, RunFiles, RunRef, read_run, run_refs
-from raymtl.run import layout
 from raymtl.results.status import STALE_AFTER_S, MemberState, TrialState, member_state, trial_state
+from raymtl.run import layout
 from raymtl.train import trial as T
 from raymtl.train.experiments import EXPERIMENTS, get_experiment
 from raymtl.train.scoring import SCORES_SCHEMA
@@ -61,8 +61,12 @@ class RunSnapshot:
         )
 
 
-def snapshot_run(ref: RunRef, cache: FinishedTrialCache | None = None, now: float | None = None,
-                 stale_after_s: float = STALE_AFTER_S) -> RunSnapshot:  # fmt: skip
+def snapshot_run(
+    ref: RunRef,
+    cache: FinishedTrialCache | None = None,
+    now: float | None = None,
+    stale_after_s: float = STALE_AFTER_S,
+) -> RunSnapshot:
     now = time.time() if now is None else now
     files = read_run(ref, cache)
     preset = files.preset()
@@ -81,7 +85,9 @@ def snapshot_run(ref: RunRef, cache: FinishedTrialCache | None = None, now: floa
     prog = P.train_progress(files.fs, files.path, unfinished) if unfinished else {}
 
     def member_of(spec: T.TrialSpec):
-        return members_recorded.get((spec.division, spec.repeat, spec.variant)) if spec.name in planned else None
+        return (
+            members_recorded.get((spec.division, spec.repeat, spec.variant)) if spec.name in planned else None
+        )
 
     states = {
         name: trial_state(
@@ -95,8 +101,17 @@ def snapshot_run(ref: RunRef, cache: FinishedTrialCache | None = None, now: floa
         if not spec.experiment.startswith("finetune-"):
             continue
         task = spec.experiment.split("-", 1)[1]
-        members[(task, name)] = member_state(task, spec.division, spec.repeat, spec.variant, states, results,
-                                             member_of(spec), now, stale_after_s)  # fmt: skip
+        members[(task, name)] = member_state(
+            task,
+            spec.division,
+            spec.repeat,
+            spec.variant,
+            states,
+            results,
+            member_of(spec),
+            now,
+            stale_after_s,
+        )
     return RunSnapshot(files, states, members, frozenset(planned), prog, now)
 
 
@@ -125,8 +140,12 @@ class ResultsStore:
         self._con.execute("set lock_configuration = true")
 
     @classmethod
-    def load(cls, runs: Sequence[str | RunRef], cache: FinishedTrialCache | None = None,
-             stale_after_s: float = STALE_AFTER_S) -> "ResultsStore":  # fmt: skip
+    def load(
+        cls,
+        runs: Sequence[str | RunRef],
+        cache: FinishedTrialCache | None = None,
+        stale_after_s: float = STALE_AFTER_S,
+    ) -> "ResultsStore":
         refs = run_refs(list(runs)) if runs and isinstance(runs[0], str) else list(runs)
         now = time.time()
         return cls([snapshot_run(ref, cache, now, stale_after_s) for ref in refs])
@@ -217,12 +236,21 @@ def _table1_rows(results: list[dict]) -> list[dict]:
         figures = paper.table1(experiment, task)
         cells = table1(((r["repeat"], r["variant"], r["test_accuracy"]) for r in rs), variants)
         for variant, cell in cells.items():
-            out.append({
-                "run": run, "task": task, "experiment": experiment, "variant": variant, "mean": cell.mean,
-                "std": cell.std, "n_repeats": cell.n_repeats, "n_trials": cell.n_trials,
-                "label": paper.LABELS.get(experiment) if figures else None,
-                "paper_mean": figures[0] if figures else None, "paper_std": figures[1] if figures else None,
-            })  # fmt: skip
+            out.append(
+                {
+                    "run": run,
+                    "task": task,
+                    "experiment": experiment,
+                    "variant": variant,
+                    "mean": cell.mean,
+                    "std": cell.std,
+                    "n_repeats": cell.n_repeats,
+                    "n_trials": cell.n_trials,
+                    "label": paper.LABELS.get(experiment) if figures else None,
+                    "paper_mean": figures[0] if figures else None,
+                    "paper_std": figures[1] if figures else None,
+                }
+            )
     return out
 
 
@@ -231,35 +259,66 @@ def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
     manifest = files.manifest
     plan = files.plan
     summary = files.summary
-    rows["runs"].append({
-        "run": run, "run_index": snap.ref.index, "uri": snap.ref.uri,
-        "preset": manifest.preset_name if manifest else None, "created": _ts(manifest.created if manifest else None),
-        "features": manifest.features if manifest else None, "plan_source": files.plan_source,
-        "divisions": list(plan.divisions), "repeats": list(plan.repeats), "variants": list(plan.variants),
-        "tasks": list(plan.tasks), "n_trials": len(files.trials), "reduced": files.summary is not None,
-        "reduced_at": _ts(summary.created) if summary else None,
-    })  # fmt: skip
+    rows["runs"].append(
+        {
+            "run": run,
+            "run_index": snap.ref.index,
+            "uri": snap.ref.uri,
+            "preset": manifest.preset_name if manifest else None,
+            "created": _ts(manifest.created if manifest else None),
+            "features": manifest.features if manifest else None,
+            "plan_source": files.plan_source,
+            "divisions": list(plan.divisions),
+            "repeats": list(plan.repeats),
+            "variants": list(plan.variants),
+            "tasks": list(plan.tasks),
+            "n_trials": len(files.trials),
+            "reduced": files.summary is not None,
+            "reduced_at": _ts(summary.created) if summary else None,
+        }
+    )
     for name in sorted(snap.trial_states, key=_trial_order):
         state = snap.trial_states[name]
         t = files.trials.get(name)
         spec = t.spec if t else _spec(name)
         result = t.result if t else None
-        coords = {"run": run, "trial": name, "experiment": spec.experiment, "division": spec.division,
-                  "repeat": spec.repeat, "variant": spec.variant}  # fmt: skip
-        rows["trials"].append({
-            **coords, "state": state.state, "reason": state.reason, "planned": name in snap.planned,
-            "targets": ",".join(get_experiment(spec.experiment).targets), "epochs_done": state.epochs_done,
-            "epochs_planned": state.epochs_planned, "seconds": result.seconds if result else None,
-            "finished": _ts(result.finished) if result else None, "updated": _ts(state.updated),
-            "device": result.device if result else None,
-            "restarts": len(result.resumed_after_epoch) if result else None, "seed": result.seed if result else None,
-        })  # fmt: skip
+        coords = {
+            "run": run,
+            "trial": name,
+            "experiment": spec.experiment,
+            "division": spec.division,
+            "repeat": spec.repeat,
+            "variant": spec.variant,
+        }
+        rows["trials"].append(
+            {
+                **coords,
+                "state": state.state,
+                "reason": state.reason,
+                "planned": name in snap.planned,
+                "targets": ",".join(get_experiment(spec.experiment).targets),
+                "epochs_done": state.epochs_done,
+                "epochs_planned": state.epochs_planned,
+                "seconds": result.seconds if result else None,
+                "finished": _ts(result.finished) if result else None,
+                "updated": _ts(state.updated),
+                "device": result.device if result else None,
+                "restarts": len(result.resumed_after_epoch) if result else None,
+                "seed": result.seed if result else None,
+            }
+        )
         for task, acc in (result.test_accuracy if result else {}).items():
-            rows["results"].append({
-                **coords, "task": task, "test_accuracy": acc, "val_accuracy": result.val_accuracy.get(task),
-                "best_epoch": result.best_epoch.get(task), "epochs": result.epochs.get(task),
-                "seconds": result.seconds,
-            })  # fmt: skip
+            rows["results"].append(
+                {
+                    **coords,
+                    "task": task,
+                    "test_accuracy": acc,
+                    "val_accuracy": result.val_accuracy.get(task),
+                    "best_epoch": result.best_epoch.get(task),
+                    "epochs": result.epochs.get(task),
+                    "seconds": result.seconds,
+                }
+            )
         live = t is None or t.result is None
         epochs = (
             snap.progress[name].epochs.values()
@@ -270,40 +329,92 @@ def _run_rows(snap: RunSnapshot, rows: dict[str, list[dict]]) -> None:
             for task in get_experiment(spec.experiment).targets:
                 if f"loss_{task}" not in m and f"val_acc_{task}" not in m:
                     continue  # this task's network had finished its epochs
-                rows["metrics"].append({
-                    **coords, "task": task, "epoch": _int(m.get("epoch")), "loss": _num(m.get(f"loss_{task}")),
-                    "train_acc": _num(m.get(f"train_acc_{task}")), "val_acc": _num(m.get(f"val_acc_{task}")),
-                    "patches_per_s": _num(m.get("patches_per_s")), "seconds": _num(m.get("seconds")), "live": live,
-                })  # fmt: skip
+                rows["metrics"].append(
+                    {
+                        **coords,
+                        "task": task,
+                        "epoch": _int(m.get("epoch")),
+                        "loss": _num(m.get(f"loss_{task}")),
+                        "train_acc": _num(m.get(f"train_acc_{task}")),
+                        "val_acc": _num(m.get(f"val_acc_{task}")),
+                        "patches_per_s": _num(m.get("patches_per_s")),
+                        "seconds": _num(m.get("seconds")),
+                        "live": live,
+                    }
+                )
     for (task, name), ms in sorted(
         snap.member_states.items(), key=lambda kv: (kv[0][0], _trial_order(kv[0][1]))
     ):
         spec = _spec(name)
         result = files.trials[name].result if name in files.trials else None
-        rows["members"].append({
-            "run": run, "task": task, "trial": name, "division": spec.division, "repeat": spec.repeat,
-            "variant": spec.variant, "state": ms.state, "reason": ms.reason, "stage": ms.stage, "epoch": ms.epoch,
-            "epochs": ms.epochs, "test_accuracy": result.test_accuracy.get(task) if result else None,
-            "val_accuracy": result.val_accuracy.get(task) if result else None,
-            "best_epoch": result.best_epoch.get(task) if result else None, "seconds": ms.seconds,
-            "finished": _ts(ms.finished), "updated": _ts(ms.updated),
-        })  # fmt: skip
+        rows["members"].append(
+            {
+                "run": run,
+                "task": task,
+                "trial": name,
+                "division": spec.division,
+                "repeat": spec.repeat,
+                "variant": spec.variant,
+                "state": ms.state,
+                "reason": ms.reason,
+                "stage": ms.stage,
+                "epoch": ms.epoch,
+                "epochs": ms.epochs,
+                "test_accuracy": result.test_accuracy.get(task) if result else None,
+                "val_accuracy": result.val_accuracy.get(task) if result else None,
+                "best_epoch": result.best_epoch.get(task) if result else None,
+                "seconds": ms.seconds,
+                "finished": _ts(ms.finished),
+                "updated": _ts(ms.updated),
+            }
+        )
     for task, s in (summary.tasks if summary else {}).items():
         eight = s.eight_member
         combos = [c for c in eight.get("combinations") or [] if c.get("accuracy") is not None]
-        rows["ensemble"].append({
-            "run": run, "task": task, "ensemble_accuracy": s.ensemble_accuracy, "n_members": s.n_members,
-            "n_planned": s.n_planned, "n_recordings": s.n_recordings, "n_classes": s.n_classes,
-            "member_mean": s.member_accuracy.mean, "member_std": s.member_accuracy.std,
-            "eight_member_mean": _num(eight.get("mean")), "n_eight_member": len(combos),
-            "missing": ",".join(s.missing), "created": _ts(summary.created),
-        })  # fmt: skip
+        rows["ensemble"].append(
+            {
+                "run": run,
+                "task": task,
+                "ensemble_accuracy": s.ensemble_accuracy,
+                "n_members": s.n_members,
+                "n_planned": s.n_planned,
+                "n_recordings": s.n_recordings,
+                "n_classes": s.n_classes,
+                "member_mean": s.member_accuracy.mean,
+                "member_std": s.member_accuracy.std,
+                "eight_member_mean": _num(eight.get("mean")),
+                "n_eight_member": len(combos),
+                "missing": ",".join(s.missing),
+                "created": _ts(summary.created),
+            }
+        )
         for b in s.by_size:
-            rows["ensemble_size"].append({"run": run, "task": task, **{k: b.get(k) for k in (
-                "groups", "members", "combinations", "total_combinations", "mean", "min", "max")}})  # fmt: skip
+            rows["ensemble_size"].append(
+                {
+                    "run": run,
+                    "task": task,
+                    **{
+                        k: b.get(k)
+                        for k in (
+                            "groups",
+                            "members",
+                            "combinations",
+                            "total_combinations",
+                            "mean",
+                            "min",
+                            "max",
+                        )
+                    },
+                }
+            )
         for c in eight.get("combinations") or []:
-            rows["eight_member"].append({"run": run, "task": task, **{k: c.get(k) for k in (
-                "triple_repeat", "quadruple_repeat", "members", "accuracy")}})  # fmt: skip
+            rows["eight_member"].append(
+                {
+                    "run": run,
+                    "task": task,
+                    **{k: c.get(k) for k in ("triple_repeat", "quadruple_repeat", "members", "accuracy")},
+                }
+            )
     for task, names in files.class_names.items():
         rows["classes"].extend(
             {"run": run, "task": task, "label": i, "class_name": n} for i, n in enumerate(names)

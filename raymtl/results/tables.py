@@ -46,15 +46,21 @@ def table1(store: ResultsStore, variant: str = "triple") -> dict[str, Any]:
         for exp in present:
             figures = paper.table1(exp, task)
             by_run = {r["run"]: r for r in rows if r["task"] == task and r["experiment"] == exp}
-            out.append({
-                "experiment": exp,
-                "label": paper.LABELS.get(exp, exp),
-                "paper": {"mean": figures[0], "std": figures[1]} if figures else None,
-                "runs": {
-                    run: ({k: by_run[run][k] for k in ("mean", "std", "n_repeats", "n_trials")} if run in by_run else None)
-                    for run in runs
-                },
-            })  # fmt: skip
+            out.append(
+                {
+                    "experiment": exp,
+                    "label": paper.LABELS.get(exp, exp),
+                    "paper": {"mean": figures[0], "std": figures[1]} if figures else None,
+                    "runs": {
+                        run: (
+                            {k: by_run[run][k] for k in ("mean", "std", "n_repeats", "n_trials")}
+                            if run in by_run
+                            else None
+                        )
+                        for run in runs
+                    },
+                }
+            )
         tasks[task] = out
     return {"variant": variant, "std": "population (ddof=0) over repeats", "tasks": tasks}
 
@@ -83,8 +89,15 @@ def _table2_run(r: dict[str, Any] | None) -> dict[str, Any] | None:
     """None when the run has not been reduced (or has no such task)."""
     if r is None:
         return None
-    keys = ("ensemble_accuracy", "n_members", "n_planned", "eight_member_mean", "n_eight_member", "member_mean",
-            "member_std")  # fmt: skip
+    keys = (
+        "ensemble_accuracy",
+        "n_members",
+        "n_planned",
+        "eight_member_mean",
+        "n_eight_member",
+        "member_mean",
+        "member_std",
+    )
     return {**{k: r[k] for k in keys}, "missing": [m for m in (r["missing"] or "").split(",") if m]}
 
 
@@ -95,10 +108,12 @@ def progress(store: ResultsStore) -> dict[str, Any]:
     for snap in store.snapshots:
         name = snap.ref.name
         per_task = {
-            task: {state: sum(c["n"] for c in counts if (c["run"], c["task"], c["state"]) == (name, task, state))
-                   for state in ("done", "running", "failed", "missing")}
+            task: {
+                state: sum(c["n"] for c in counts if (c["run"], c["task"], c["state"]) == (name, task, state))
+                for state in ("done", "running", "failed", "missing")
+            }
             for task in snap.files.plan.tasks
-        }  # fmt: skip
+        }
         runs[name] = {
             "uri": snap.ref.uri,
             "reduced": snap.files.summary is not None,

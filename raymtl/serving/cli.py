@@ -119,7 +119,7 @@ def _export(args: argparse.Namespace) -> int:
     )
     outputs = ", ".join(f"{o['name']} {o['shape'][1]} classes" for o in settings["outputs"])
     print(
-        f"exported {settings['what']} of {settings['source']['trial']} to {args.out} ({args.fmt}; outputs {outputs}); "
-        f"feature settings in {sidecar_path(args.out)}"
+        f"exported {settings['what']} of {settings['source']['trial']} to {args.out} "
+        f"({args.fmt}; outputs {outputs}); feature settings in {sidecar_path(args.out)}"
     )
     return 0

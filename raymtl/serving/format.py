@@ -106,8 +106,8 @@ def to_table(doc: dict[str, Any]) -> str:
         for s in r["segments"]:
             pad = " (padded)" if s["padded"] else ""
             lines.append(
-                f"  {s['start_s']:7.1f}-{s['end_s']:<7.1f} s  scene {s[SCENE]['label']} {s[SCENE]['score']:.2f}; "
-                f"events {_events_text(s[EVENTS])}{pad}"
+                f"  {s['start_s']:7.1f}-{s['end_s']:<7.1f} s  "
+                f"scene {s[SCENE]['label']} {s[SCENE]['score']:.2f}; events {_events_text(s[EVENTS])}{pad}"
             )
     return "\n".join(lines)
 

@@ -299,7 +299,8 @@ def ensemble_members(run: str, task: str) -> list[TrialInfo]:
         members.append(by_name[n])
     if not members:
         raise UserError(
-            f"{run}: no fine-tuned {task} members (finetune-{task} trials); run `raymtl ensemble` or use --model mtl"
+            f"{run}: no fine-tuned {task} members (finetune-{task} trials); "
+            "run `raymtl ensemble` or use --model mtl"
         )
     return members
 
@@ -312,7 +313,8 @@ def best_member(run: str, task: str, trial: str | None = None) -> TrialInfo:
     named = [t for t in members if t.name == trial]
     if not named:
         raise UserError(
-            f"{trial!r} is not a fine-tuned {task} member of {run}; members: {', '.join(t.name for t in members)}"
+            f"{trial!r} is not a fine-tuned {task} member of {run}; "
+            f"members: {', '.join(t.name for t in members)}"
         )
     return named[0]
 

@@ -27,7 +27,9 @@ def vote(clips: np.ndarray, scores: np.ndarray, labels: np.ndarray | None = None
     clips = np.asarray(clips)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2 or len(scores) != len(clips):
-        raise ValueError(f"scores must be (N, P) with N = len(clips); got {scores.shape} for {len(clips)} clips")
+        raise ValueError(
+            f"scores must be (N, P) with N = len(clips); got {scores.shape} for {len(clips)} clips"
+        )
     uniq, inverse = np.unique(clips, return_inverse=True)
     n_rec, n_cls = len(uniq), scores.shape[1]
     votes = np.zeros((n_rec, n_cls), dtype=np.int64)

@@ -131,9 +131,12 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
 
     # Channels-last suits oneDNN's CPU convolutions as well as the GPU's tensor cores: the tiny
     # networks train ~1.7x faster with it on one CPU thread (benchmarks/bench_step.py).
-    nets = {t: ray.train.torch.prepare_model(build_network(stage, t, restore=resume is None)
-                                             .to(memory_format=torch.channels_last))
-            for t in stage.targets}  # fmt: skip
+    nets = {
+        t: ray.train.torch.prepare_model(
+            build_network(stage, t, restore=resume is None).to(memory_format=torch.channels_last)
+        )
+        for t in stage.targets
+    }
     if resume is not None:  # the weights (and, for a fusion network, which layers are frozen)
         for t in nets:
             _unwrap(nets[t]).load_state_dict(resume["nets"][t])
@@ -164,9 +167,14 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
     progress = None
     if rank == 0:
         progress = TrialProgressWriter(
-            cfg.run, stage.trial, stage.model_kind, stage.epochs, state["history"],
-            state.get("resumed_after_epoch", []), str(device),
-        )  # fmt: skip
+            cfg.run,
+            stage.trial,
+            stage.model_kind,
+            stage.epochs,
+            state["history"],
+            state.get("resumed_after_epoch", []),
+            str(device),
+        )
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
     epochs = stage.epochs
@@ -202,9 +210,13 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
                 correct[t] += int((out[t].argmax(dim=1) == labels[t]).sum())
             t_mark = time.perf_counter()
         metrics: dict[str, Any] = {
-            "trial": stage.trial, "stage": stage.model_kind, "epoch": epoch, "patches": seen,
-            "seconds": round(time.perf_counter() - t_epoch, 3), "data_s": round(data_s, 3),
-        }  # fmt: skip
+            "trial": stage.trial,
+            "stage": stage.model_kind,
+            "epoch": epoch,
+            "patches": seen,
+            "seconds": round(time.perf_counter() - t_epoch, 3),
+            "data_s": round(data_s, 3),
+        }
         t_val = time.perf_counter()
         for t in active:
             acc = _validate(nets[t], val_shards[t], t, device, train.batch_size)
@@ -239,12 +251,26 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
                 _unwrap(net), ray.train.get_dataset_shard(f"test_{t}"), t, device, train.batch_size
             )
         seconds = state.get("seconds", 0.0) + time.perf_counter() - t_score
-        result = write_trial(cfg.run, stage, state, best_weights, scores, cfg.class_names, seconds,
-                             "GPU" if on_gpu else "CPU", str(device))  # fmt: skip
+        result = write_trial(
+            cfg.run,
+            stage,
+            state,
+            best_weights,
+            scores,
+            cfg.class_names,
+            seconds,
+            "GPU" if on_gpu else "CPU",
+            str(device),
+        )
         progress.close()
         took, scoring = time.perf_counter() - t0, time.perf_counter() - t_score
-        log.info("%s: recorded in %.0f s, scoring the test set %.1f s (%s)", stage.trial, took, scoring,
-                 result.test_accuracy)  # fmt: skip
+        log.info(
+            "%s: recorded in %.0f s, scoring the test set %.1f s (%s)",
+            stage.trial,
+            took,
+            scoring,
+            result.test_accuracy,
+        )
 
 
 def _placement(device) -> dict:

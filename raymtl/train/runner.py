@@ -89,9 +89,10 @@ def stage1_models(
         fs, path = storage.resolve(uri)
         if source.name not in chained and not (T.is_finished(run, source) and storage.is_file(fs, path)):
             raise UserError(
-                f"{spec.experiment} starts from the {exp.init_from} trial {source.name}, which is not finished in "
-                f"{run}: run `raymtl train --experiment {exp.init_from} --division {spec.division} --repeat "
-                f"{spec.repeat} --variant {spec.variant}` first, or pass --from MODEL_FILE"
+                f"{spec.experiment} starts from the {exp.init_from} trial {source.name}, which is not "
+                f"finished in {run}: run `raymtl train --experiment {exp.init_from} "
+                f"--division {spec.division} --repeat {spec.repeat} --variant {spec.variant}` first, "
+                "or pass --from MODEL_FILE"
             )
         out[t] = uri
     return out
@@ -113,9 +114,11 @@ class _Keeper:
         n = partitions.stored_bytes(self.features, dataset, division, split, variant)
         keep = streams.fits_in_object_store(self.kept + n)
         self.kept += n if keep else 0
-        why = "kept in the object store after the first read" if keep else (
-            "streamed from Parquet on every pass (more than this node's object store can keep)"
-        )  # fmt: skip
+        why = (
+            "kept in the object store after the first read"
+            if keep
+            else ("streamed from Parquet on every pass (more than this node's object store can keep)")
+        )
         patches = partitions.expected_patches(self.features, dataset, division, split, variant)
         log.info("%s: %.1f MB of clip rows (%d patches) %s", what, n / 1e6, patches, why)
         return keep
@@ -129,16 +132,29 @@ def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
     if stage.experiment.mixup:
         kept = keep(f"{spec.name} train (mixup)", "tut2017", spec.division, "train", spec.variant)
         return streams.mixup_stream(
-            features, spec.division, "train", spec.variant, stage.seed, counter, max_patches=cap,
-            materialize_scenes=kept, shuffle=True,
-        )  # fmt: skip
+            features,
+            spec.division,
+            "train",
+            spec.variant,
+            stage.seed,
+            counter,
+            max_patches=cap,
+            materialize_scenes=kept,
+            shuffle=True,
+        )
     (target,) = stage.targets
     dataset = schema.TASK_DATASET[target]
     kept = keep(f"{spec.name} train", dataset, spec.division, "train", spec.variant)
     return streams.single_task_stream(
-        features, target, spec.division, "train", spec.variant, max_patches=cap, shuffle_seed=stage.seed,
+        features,
+        target,
+        spec.division,
+        "train",
+        spec.variant,
+        max_patches=cap,
+        shuffle_seed=stage.seed,
         materialize=kept,
-    )  # fmt: skip
+    )
 
 
 def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
@@ -252,8 +268,9 @@ def run_trials(
     log.info("%s: streams ready in %.1f s", name, time.perf_counter() - t0)
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"loop": LoopConfig(run=run, stages=tuple(stages), class_names=class_names,
-                                              epoch_counter=counter)},  # fmt: skip
+        train_loop_config={
+            "loop": LoopConfig(run=run, stages=tuple(stages), class_names=class_names, epoch_counter=counter)
+        },
         scaling_config=ray.train.ScalingConfig(
             num_workers=1,
             use_gpu=use_gpu and options.accelerator == "GPU",

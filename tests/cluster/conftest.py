@@ -53,8 +53,12 @@ def s3(tmp_path_factory):
 
     (port,) = free_ports(1)
     log = tmp_path_factory.mktemp("s3") / "moto.log"
-    server = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     env = {
         "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "testing",
@@ -95,8 +99,13 @@ def autoscaling_cluster(s3, tmp_path_factory):
     with LocalAutoscalingCluster(tmp, {"CPU": 1}, WORKER_TYPES, extra_env=s3[1]) as cluster:
         env = {**cluster.env(), "RAY_ADDRESS": cluster.address}
         (head,) = [n["node_id"] for n in cluster.nodes()]
-        publish = subprocess.run([RAYMTL, "cluster-config", str(cluster.config_path)], env=env, capture_output=True,
-                                 text=True, timeout=120)  # fmt: skip
+        publish = subprocess.run(
+            [RAYMTL, "cluster-config", str(cluster.config_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert publish.returncode == 0, publish.stderr[-3000:]
         yield cluster, env, head
 

@@ -118,17 +118,29 @@ class LocalAutoscalingCluster:
 
     def start(self, timeout_s: float = 120) -> "LocalAutoscalingCluster":
         self.config_path.write_text(json.dumps(self.config, indent=1))
-        head_resources = {k: v for k, v in self.config["available_node_types"][HEAD_TYPE]["resources"].items()
-                          if k not in ("CPU", "GPU")}  # fmt: skip
+        head_resources = {
+            k: v
+            for k, v in self.config["available_node_types"][HEAD_TYPE]["resources"].items()
+            if k not in ("CPU", "GPU")
+        }
         ray_bin = str(Path(sys.executable).with_name("ray"))
         cmd = [
-            ray_bin, "start", "--head", "--block", f"--autoscaling-config={self.config_path}",
-            "--node-ip-address=127.0.0.1", f"--port={self.gcs_port}", f"--num-cpus={self.head_cpus}",
-            "--num-gpus=0", f"--resources={json.dumps(head_resources)}", "--include-dashboard=false",
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            f"--autoscaling-config={self.config_path}",
+            "--node-ip-address=127.0.0.1",
+            f"--port={self.gcs_port}",
+            f"--num-cpus={self.head_cpus}",
+            "--num-gpus=0",
+            f"--resources={json.dumps(head_resources)}",
+            "--include-dashboard=false",
             f"--dashboard-port={self.dashboard_port}",  # its usage-stats module starts even so
-            f"--ray-client-server-port={self.client_port}", f"--dashboard-agent-listen-port={self.agent_port}",
+            f"--ray-client-server-port={self.client_port}",
+            f"--dashboard-agent-listen-port={self.agent_port}",
             f"--temp-dir={self.temp_dir}",
-        ]  # fmt: skip
+        ]
         with open(self.log, "w") as f:
             self.head = subprocess.Popen(
                 cmd, stdout=f, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True

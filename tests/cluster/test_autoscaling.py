@@ -12,7 +12,6 @@ The same plan then runs on one machine (the test session's 2-CPU instance) for c
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from datetime import datetime
@@ -36,8 +35,19 @@ def autoscaled(autoscaling_cluster, tiny_features, cluster_preset, tmp_path_fact
     tmp = tmp_path_factory.mktemp("autoscaling")
     run = tmp / "RUN"
     seen: dict = {"timeline": [], "head": head}
-    cmd = [RAYMTL, "ensemble", "--features", str(tiny_features), "--out", str(run), "--preset",
-           str(cluster_preset), *PLAN_ARGS, "--accelerator", ACCEL]  # fmt: skip
+    cmd = [
+        RAYMTL,
+        "ensemble",
+        "--features",
+        str(tiny_features),
+        "--out",
+        str(run),
+        "--preset",
+        str(cluster_preset),
+        *PLAN_ARGS,
+        "--accelerator",
+        ACCEL,
+    ]
     log = tmp / "driver.log"
     t0 = time.monotonic()
     with open(log, "w") as f:
@@ -136,8 +146,18 @@ def test_the_same_plan_on_one_machine(
 
     caplog.set_level(logging.INFO, logger="raymtl")
     t0 = time.monotonic()
-    code = main(["ensemble", "--features", str(tiny_features), "--out", str(tmp_path / "RUN"),
-                 "--preset", str(cluster_preset), *PLAN_ARGS])  # fmt: skip
+    code = main(
+        [
+            "ensemble",
+            "--features",
+            str(tiny_features),
+            "--out",
+            str(tmp_path / "RUN"),
+            "--preset",
+            str(cluster_preset),
+            *PLAN_ARGS,
+        ]
+    )
     wall = time.monotonic() - t0
     assert code == 0
     assert "up to 2 members at once, 0.5 CPU per Train worker" in caplog.text

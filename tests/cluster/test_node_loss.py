@@ -109,8 +109,26 @@ def node_lost(s3, autoscaling_cluster, tiny_features, tmp_path_factory):
     uri, preset = f"{s3[0]}/runs/node-loss", tmp / "node-loss-test.json"
     run = Bucket(uri)
     preset.write_text(json.dumps(NODE_LOSS_PRESET.to_dict()))
-    cmd = [RAYMTL, "ensemble", "--features", str(tiny_features), "--out", uri, "--preset", str(preset),
-           "--divisions", "1", "--repeats", "1", "--variants", "triple", "--tasks", "asc", "--accelerator", ACCEL]  # fmt: skip
+    cmd = [
+        RAYMTL,
+        "ensemble",
+        "--features",
+        str(tiny_features),
+        "--out",
+        uri,
+        "--preset",
+        str(preset),
+        "--divisions",
+        "1",
+        "--repeats",
+        "1",
+        "--variants",
+        "triple",
+        "--tasks",
+        "asc",
+        "--accelerator",
+        ACCEL,
+    ]
     seen: dict = {"head": head}
     log = tmp / "driver.log"
     with open(log, "w") as f:

@@ -26,15 +26,40 @@ def on_s3(s3, autoscaling_cluster, tiny_data, cluster_preset, tmp_path_factory):
     features, run = f"{bucket}/features", f"{bucket}/runs/r1"
     audio = sorted((tiny_data / "tut2017-eval" / "audio").glob("*.wav"))[0]
     steps = {
-        "featurize": ["featurize", "--esc", str(tiny_data / "esc50"), "--tut-dev", str(tiny_data / "tut2017-dev"),
-                      "--tut-eval", str(tiny_data / "tut2017-eval"), "--out", features],
-        "ensemble": ["ensemble", "--features", features, "--out", run, "--preset", str(cluster_preset),
-                     "--divisions", "1", "--repeats", "1", "--variants", "triple", "--tasks", "asc",
-                     "--accelerator", ACCEL],
+        "featurize": [
+            "featurize",
+            "--esc",
+            str(tiny_data / "esc50"),
+            "--tut-dev",
+            str(tiny_data / "tut2017-dev"),
+            "--tut-eval",
+            str(tiny_data / "tut2017-eval"),
+            "--out",
+            features,
+        ],
+        "ensemble": [
+            "ensemble",
+            "--features",
+            features,
+            "--out",
+            run,
+            "--preset",
+            str(cluster_preset),
+            "--divisions",
+            "1",
+            "--repeats",
+            "1",
+            "--variants",
+            "triple",
+            "--tasks",
+            "asc",
+            "--accelerator",
+            ACCEL,
+        ],
         "reduce": ["reduce", run],
         "results": ["results", run, "--format", "json"],
         "predict": ["predict", run, str(audio), "--format", "json"],
-    }  # fmt: skip
+    }
     done, logs = {}, tmp_path_factory.mktemp("s3-steps")
     for name, args in steps.items():
         done[name] = subprocess.run([RAYMTL, *args], env=env, capture_output=True, text=True, timeout=600)

@@ -12,7 +12,9 @@ from raymtl.data.classes import ESC50_CLASSES, TUT2017_SCENES
 ESC_HEADER = "filename,fold,target,category,esc10,src_file,take"
 
 
-def write_wav(path: Path, seconds: float, channels: int, sr: int = 44100, seed: int = 0, subtype="PCM_16") -> Path:
+def write_wav(
+    path: Path, seconds: float, channels: int, sr: int = 44100, seed: int = 0, subtype="PCM_16"
+) -> Path:
     rng = np.random.default_rng(seed)
     n = int(round(seconds * sr))
     y = (0.1 * rng.standard_normal((n, channels))).astype(np.float32)

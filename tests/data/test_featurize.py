@@ -197,10 +197,18 @@ def test_real_recordings_featurize_with_expected_counts(ray_session, tmp_path):
     (esc / "meta" / "esc50.csv").write_text("\n".join([lines[0]] + kept) + "\n")
 
     # A TUT 2017 layout around the real scene clips (their 2018 labels mapped to 2017 scenes).
-    scene_of = {"bus": "bus", "tram": "tram", "park": "park", "metro_station": "metro_station",
-                "airport": "office", "metro": "train", "public_square": "city_center",
-                "shopping_mall": "grocery_store", "street_pedestrian": "residential_area",
-                "street_traffic": "car"}  # fmt: skip
+    scene_of = {
+        "bus": "bus",
+        "tram": "tram",
+        "park": "park",
+        "metro_station": "metro_station",
+        "airport": "office",
+        "metro": "train",
+        "public_square": "city_center",
+        "shopping_mall": "grocery_store",
+        "street_pedestrian": "residential_area",
+        "street_traffic": "car",
+    }
     dev, evl = tmp_path / "dev", tmp_path / "eval"
     (dev / "audio").mkdir(parents=True)
     (dev / "evaluation_setup").mkdir()

@@ -136,7 +136,9 @@ def test_parse_tut2017_checks_fold_files_against_each_other(tmp_path):
 
 def test_parse_tut2017_reads_crlf_and_the_reference_fold_format(tmp_path):
     """Fold files with CRLF line ends (as the DCASE fixtures ship) parse the same."""
-    ref = require_shared(REFERENCE_META / "tau2019-format-soundata-fixture" / "evaluation_setup" / "fold1_train.csv")
+    ref = require_shared(
+        REFERENCE_META / "tau2019-format-soundata-fixture" / "evaluation_setup" / "fold1_train.csv"
+    )
     assert b"\r\n" in ref.read_bytes()
     dev, evl = make_tut(tmp_path / "dev", tmp_path / "eval", scenes=(0, 1))
     for f in (dev / "evaluation_setup").iterdir():

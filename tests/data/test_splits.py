@@ -33,7 +33,9 @@ def test_esc_folds_per_division():
     for k in DIVISIONS:
         by_fold = {f: split_of("esc50", "dev", f, k) for f in range(1, 6)}
         assert by_fold[k] == "test" and by_fold[k % 5 + 1] == "validation"
-        assert sorted(f for f, s in by_fold.items() if s == "train") == sorted(set(range(1, 6)) - {k, k % 5 + 1})
+        assert sorted(f for f, s in by_fold.items() if s == "train") == sorted(
+            set(range(1, 6)) - {k, k % 5 + 1}
+        )
 
 
 def test_every_test_esc_clip_is_tested_in_exactly_one_division():

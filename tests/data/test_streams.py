@@ -241,8 +241,23 @@ def test_a_version_1_folder_is_refused_with_the_command_that_rewrites_it(tmp_pat
     # Through the CLI: exit 2 and the same message, no traceback.
     from raymtl.cli import main
 
-    code = main(["train", "--experiment", "mtl-ic", "--division", "1", "--repeat", "1", "--variant", "triple",
-                 "--features", str(old), "--out", str(tmp_path / "run")])  # fmt: skip
+    code = main(
+        [
+            "train",
+            "--experiment",
+            "mtl-ic",
+            "--division",
+            "1",
+            "--repeat",
+            "1",
+            "--variant",
+            "triple",
+            "--features",
+            str(old),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     assert code == 2
 
 

@@ -19,9 +19,7 @@ from raymtl.errors import ConfigError, OutputExistsError
 
 SEED = 7
 EXPECTED_COUNTS = {"tiny": (250, 60, 30), "demo": (500, 120, 30), "full": (2000, 4680, 1620)}
-ESC_ROW = re.compile(
-    r"^(\d)-(\d+)-([A-Z])-(\d+)\.wav,(\d),(\d+),([a-z_]+),(True|False),(\d+),([A-Z])$"
-)
+ESC_ROW = re.compile(r"^(\d)-(\d+)-([A-Z])-(\d+)\.wav,(\d),(\d+),([a-z_]+),(True|False),(\d+),([A-Z])$")
 TUT_META_ROW = re.compile(r"^audio/([a-z]\d{3})_(\d+)_(\d+)\.wav\t([a-z_/]+)\t([a-z]\d{3})$")
 TUT_LABEL_ROW = re.compile(r"^(audio/[a-z]\d{3}_\d+_\d+\.wav)\t([a-z_/]+)$")
 TUT_TEST_ROW = re.compile(r"^audio/[a-z]\d{3}_\d+_\d+\.wav$")
@@ -50,9 +48,7 @@ def lines(path: Path) -> list[str]:
 
 def tree(root: Path) -> dict[str, bytes]:
     """Every file under root (relative path -> bytes)."""
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def log_mel_mean(x: np.ndarray, sr: int) -> np.ndarray:
@@ -133,8 +129,10 @@ def test_plan_has_every_class_equally_in_every_fold(size):
 @pytest.mark.parametrize("size", ["demo", "full"])
 def test_plan_cuts_recordings_into_consecutive_segments_of_one_fold_and_scene(size):
     p, spec = synth.plan(size, 1), synth.SIZES[size]
-    for split, per_rec in ((p.tut_dev, spec.tut_dev_segments_per_recording),
-                           (p.tut_eval, spec.tut_eval_segments_per_recording)):  # fmt: skip
+    for split, per_rec in (
+        (p.tut_dev, spec.tut_dev_segments_per_recording),
+        (p.tut_eval, spec.tut_eval_segments_per_recording),
+    ):
         by_rec = defaultdict(list)
         for s in split:
             by_rec[s.recording].append(s)
@@ -167,9 +165,7 @@ def test_plan_names_are_unique_and_depend_on_the_seed_but_labels_do_not():
         for split in (p.esc50, p.tut_dev, p.tut_eval):
             assert len({r.filename for r in split}) == len(split)
     assert {c.filename for c in a.esc50} != {c.filename for c in b.esc50}
-    assert Counter((c.fold, c.target) for c in a.esc50) == Counter(
-        (c.fold, c.target) for c in b.esc50
-    )
+    assert Counter((c.fold, c.target) for c in a.esc50) == Counter((c.fold, c.target) for c in b.esc50)
 
 
 def test_unknown_size_and_bad_seed_are_config_errors(tmp_path):
@@ -335,8 +331,13 @@ def test_refuses_to_overwrite_a_finished_dataset_unless_told(tiny, tmp_path, mon
 
     # overwrite=True replaces a finished dataset (silent audio keeps this test cheap)
     out = tmp_path / "o"
-    monkeypatch.setattr(synth.writing, "render", lambda plan, dataset, index: np.zeros(
-        synth.ESC_FRAMES if dataset == "esc50" else (synth.TUT_FRAMES, 2), np.float32))  # fmt: skip
+    monkeypatch.setattr(
+        synth.writing,
+        "render",
+        lambda plan, dataset, index: np.zeros(
+            synth.ESC_FRAMES if dataset == "esc50" else (synth.TUT_FRAMES, 2), np.float32
+        ),
+    )
     synth.generate(out, "tiny", 1)
     with pytest.raises(OutputExistsError):
         synth.generate(out, "tiny", 2)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
-
 import ray
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +35,9 @@ def test_a_broken_cluster_yaml_fails_the_schema():
         jsonschema.validate(config, schema)
 
 
-@pytest.mark.parametrize("job,verb", [("featurize", "featurize"), ("ensemble", "ensemble"), ("reduce", "reduce")])
+@pytest.mark.parametrize(
+    "job,verb", [("featurize", "featurize"), ("ensemble", "ensemble"), ("reduce", "reduce")]
+)
 def test_job_entry_points_call_the_cli_verb(job, verb, monkeypatch):
     seen = {}
     monkeypatch.setattr("raymtl.cli.main", lambda argv: seen.setdefault("argv", argv) and 0)

@@ -30,7 +30,11 @@ FAULT_PRESET = dataclasses.replace(
     PRESETS["tiny"],
     name="fault-test",
     train=dataclasses.replace(
-        PRESETS["tiny"].train, epochs_train_asc=3, epochs_train_aec=3, epochs_finetune_asc=4, max_train_patches=600
+        PRESETS["tiny"].train,
+        epochs_train_asc=3,
+        epochs_train_aec=3,
+        epochs_finetune_asc=4,
+        max_train_patches=600,
     ),
 )
 STAGE1, FINETUNE = "mtl-ic-d1-r1-triple", "finetune-asc-d1-r1-triple"
@@ -101,15 +105,33 @@ def faulted(ray_session, tiny_features, tmp_path_factory):
     # Relative --out and --preset, run from `tmp`: Tune trials and Train workers run in other
     # working directories, so this also checks that paths reach them absolute.
     cmd = [
-        sys.executable, "-m", "raymtl.cli", "ensemble", "--features", str(tiny_features), "--out", "RUN",
-        "--preset", preset.name, "--divisions", "1", "--repeats", "1", "--variants", "triple", "--tasks", "asc",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "raymtl.cli",
+        "ensemble",
+        "--features",
+        str(tiny_features),
+        "--out",
+        "RUN",
+        "--preset",
+        preset.name,
+        "--divisions",
+        "1",
+        "--repeats",
+        "1",
+        "--variants",
+        "triple",
+        "--tasks",
+        "asc",
+    ]
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
     seen: dict = {}
 
     log1 = tmp / "first.log"
     with open(log1, "w") as f:
-        first = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True)
+        first = subprocess.Popen(
+            cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=tmp, start_new_session=True
+        )
     try:
         # 1. Kill the stage-1 Train worker once it has a checkpoint (and is not finished).
         _wait_for("a stage-1 checkpoint", lambda: _registered_checkpoint(run, STAGE1), first, log1)
@@ -148,7 +170,10 @@ def test_a_killed_train_worker_restarts_from_its_checkpoint(faulted):
     result = _result(run, STAGE1)
     assert result["resumed_after_epoch"], "stage 1 finished without resuming from a checkpoint"
     assert min(result["resumed_after_epoch"]) >= 0
-    epochs = [json.loads(line)["epoch"] for line in (run / "trials" / STAGE1 / "metrics.jsonl").read_text().splitlines()]
+    epochs = [
+        json.loads(line)["epoch"]
+        for line in (run / "trials" / STAGE1 / "metrics.jsonl").read_text().splitlines()
+    ]
     assert epochs == [0, 1, 2]  # each epoch recorded once, none lost or repeated
 
 

@@ -57,20 +57,36 @@ def cluster(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     head = subprocess.Popen(
         [
-            ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
-            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-            f"--dashboard-agent-listen-port={agent}", "--num-cpus=2", "--num-gpus=0",
+            ray_bin,
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address=127.0.0.1",
+            f"--port={gcs}",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            f"--dashboard-agent-listen-port={agent}",
+            "--num-cpus=2",
+            "--num-gpus=0",
             f"--temp-dir={Path('/tmp') / ('rt' + str(gcs))}",  # short: Unix socket paths are length-limited
         ],
-        stdout=open(tmp / "head.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
-    )  # fmt: skip
+        stdout=open(tmp / "head.log", "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     address = f"http://127.0.0.1:{dash}"
     client, deadline = None, time.monotonic() + 120
     while client is None:
         if head.poll() is not None:
-            pytest.fail(f"ray start --head exited {head.returncode}:\n{(tmp / 'head.log').read_text()[-3000:]}")
+            pytest.fail(
+                f"ray start --head exited {head.returncode}:\n{(tmp / 'head.log').read_text()[-3000:]}"
+            )
         if time.monotonic() > deadline:
-            pytest.fail(f"the job server at {address} did not come up:\n{(tmp / 'head.log').read_text()[-3000:]}")
+            pytest.fail(
+                f"the job server at {address} did not come up:\n{(tmp / 'head.log').read_text()[-3000:]}"
+            )
         try:
             client = JobSubmissionClient(address)
             client.list_jobs()
@@ -93,7 +109,11 @@ def _run_job(client, entrypoint: str, timeout_s: float = 600) -> tuple[str, str]
         runtime_env={"working_dir": str(REPO), "excludes": [".venv/", ".git/", "bench-out/", "demo-out/"]},
     )
     deadline = time.monotonic() + timeout_s
-    while (status := client.get_job_status(job)) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+    while (status := client.get_job_status(job)) not in {
+        JobStatus.SUCCEEDED,
+        JobStatus.FAILED,
+        JobStatus.STOPPED,
+    }:
         if time.monotonic() > deadline:
             client.stop_job(job)
             pytest.fail(f"job {job} still {status} after {timeout_s} s:\n{client.get_job_logs(job)[-3000:]}")

@@ -10,11 +10,15 @@ from raymtl.ensemble.table1 import ALL, table1
 def test_mean_over_repeats_of_the_mean_over_divisions_per_variant_and_all():
     acc = [
         # (repeat, variant, accuracy): two divisions each
-        (1, "triple", 0.5), (1, "triple", 0.7),  # repeat 1 triple: 0.6
-        (2, "triple", 0.8), (2, "triple", 0.8),  # repeat 2 triple: 0.8
-        (1, "quadruple", 0.4), (1, "quadruple", 0.6),  # repeat 1 quadruple: 0.5
-        (2, "quadruple", 0.9), (2, "quadruple", None),  # a missing trial is left out
-    ]  # fmt: skip
+        (1, "triple", 0.5),
+        (1, "triple", 0.7),  # repeat 1 triple: 0.6
+        (2, "triple", 0.8),
+        (2, "triple", 0.8),  # repeat 2 triple: 0.8
+        (1, "quadruple", 0.4),
+        (1, "quadruple", 0.6),  # repeat 1 quadruple: 0.5
+        (2, "quadruple", 0.9),
+        (2, "quadruple", None),  # a missing trial is left out
+    ]
     cells = table1(acc, ["triple", "quadruple"])
     assert list(cells) == ["triple", "quadruple", ALL]
     triple = cells["triple"]

@@ -113,9 +113,7 @@ def test_overwrite_replaces_the_file(tmp_path):
         ("baseline", "asc", CLASSES, ModelConfig(width=1 / 8)),  # other width
     ],
 )
-def test_save_refuses_metadata_that_would_not_rebuild_the_model(
-    tmp_path, kind, task, n_classes, cfg
-):
+def test_save_refuses_metadata_that_would_not_rebuild_the_model(tmp_path, kind, task, n_classes, cfg):
     model = build_model("baseline", SMALL, CLASSES, "asc")
     with pytest.raises(ValueError, match="do not describe"):
         save_model(tmp_path / "m.pt", model, kind=kind, task=task, cfg=cfg, n_classes=n_classes)
@@ -125,9 +123,7 @@ def test_save_refuses_metadata_that_would_not_rebuild_the_model(
 def test_save_refuses_an_mtl_ic_model_saved_under_the_other_tasks_alpha(tmp_path):
     model = build_model("mtl-ic", SMALL, CLASSES, "asc")  # alpha 0.7
     with pytest.raises(ValueError, match="do not describe"):
-        save_model(
-            tmp_path / "m.pt", model, kind="mtl-ic", task="aec", cfg=SMALL, n_classes=CLASSES
-        )
+        save_model(tmp_path / "m.pt", model, kind="mtl-ic", task="aec", cfg=SMALL, n_classes=CLASSES)
 
 
 @pytest.mark.parametrize("extra", [{"x": np.float64(1.0)}, {"x": {1, 2}}, {"x": [object()]}])

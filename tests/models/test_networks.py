@@ -177,12 +177,8 @@ def test_interconnection_mixes_h14_with_the_target_tasks_alpha(kind, task, alpha
     h14s, h14e = seen["h14", "asc"], seen["h14", "aec"]
     assert not torch.allclose(h14s, h14e)  # otherwise any alpha would pass
     # Eq. 4 and Eq. 5, by hand with the paper's alpha (not read from the config).
-    torch.testing.assert_close(
-        seen["in15", "asc"], alpha * h14s + (1 - alpha) * h14e, rtol=1e-6, atol=1e-7
-    )
-    torch.testing.assert_close(
-        seen["in15", "aec"], alpha * h14e + (1 - alpha) * h14s, rtol=1e-6, atol=1e-7
-    )
+    torch.testing.assert_close(seen["in15", "asc"], alpha * h14s + (1 - alpha) * h14e, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(seen["in15", "aec"], alpha * h14e + (1 - alpha) * h14s, rtol=1e-6, atol=1e-7)
     # H15 = ReLU(W15 * mixed + b15), the 1x1 conv of each branch.
     for t in ("asc", "aec"):
         conv = model.features.layer15[t].conv
@@ -380,8 +376,7 @@ def test_fusion_output_is_eq6(task):
         h15 = model.features(x)  # {task: (B, P_task, 8, 8)}
         dense = {t: model.fusion[t].dense for t in ("asc", "aec")}
         h16 = {  # (B, fusion_units)
-            t: torch.relu(h15[t].reshape(2, -1) @ dense[t].weight.T + dense[t].bias)
-            for t in ("asc", "aec")
+            t: torch.relu(h15[t].reshape(2, -1) @ dense[t].weight.T + dense[t].bias) for t in ("asc", "aec")
         }
         hand = (h16["asc"] + h16["aec"]) @ model.out.weight.T + model.out.bias
     assert logits.shape == (2, PAPER_CLASSES[task])

@@ -49,8 +49,13 @@ def cli_server(runs, timeout_s: float = 60):
     # The `raymtl` console script's entry point (`python -m raymtl.cli` would load cli.py twice).
     entry = "import sys; from raymtl.cli import main; sys.exit(main())"
     cmd = [sys.executable, "-c", entry, "dashboard", *map(str, runs), "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         line = proc.stdout.readline()
         deadline = time.monotonic() + timeout_s

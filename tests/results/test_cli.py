@@ -71,23 +71,37 @@ def test_sql_prints_the_rows(capsys, finished_run):
     code, out, _ = run_cli(capsys, finished_run, "--sql", "select count(*) as n from members")
     assert code == 0
     assert out.splitlines()[:3] == ["n", "-", "8"]
-    code, out, _ = run_cli(capsys, finished_run, "--sql",
-                           "select task, state, count(*) as n from members group by all order by task",
-                           "--format", "json")  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        finished_run,
+        "--sql",
+        "select task, state, count(*) as n from members group by all order by task",
+        "--format",
+        "json",
+    )
     assert json.loads(out) == [
         {"task": "aec", "state": "done", "n": 4},
         {"task": "asc", "state": "done", "n": 4},
     ]
-    code, out, _ = run_cli(capsys, finished_run, "--sql", "select trial from members where task = 'asc' "
-                           "order by trial limit 1", "--format", "csv")  # fmt: skip
+    code, out, _ = run_cli(
+        capsys,
+        finished_run,
+        "--sql",
+        "select trial from members where task = 'asc' " "order by trial limit 1",
+        "--format",
+        "csv",
+    )
     assert out.splitlines() == ["trial", "finetune-asc-d1-r1-quadruple"]
 
 
-@pytest.mark.parametrize("query,message", [
-    ("selec 1", "syntax error"),
-    ("select * from no_such_table", "no_such_table does not exist"),
-    ("select * from read_text('/etc/hostname')", "disabled by configuration"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "query,message",
+    [
+        ("selec 1", "syntax error"),
+        ("select * from no_such_table", "no_such_table does not exist"),
+        ("select * from read_text('/etc/hostname')", "disabled by configuration"),
+    ],
+)
 def test_a_bad_query_is_a_message_and_exit_2(capsys, finished_run, query, message):
     code, out, err = run_cli(capsys, finished_run, "--sql", query)
     assert code == 2

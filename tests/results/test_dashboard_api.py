@@ -34,42 +34,49 @@ def test_the_page_and_its_assets_are_served_with_security_headers(port):
     for k, v in SECURITY_HEADERS.items():
         assert headers[k.lower()] == v
     assert "server" not in headers
-    for name, kind in [("app.js", "text/javascript"), ("charts.js", "text/javascript"), ("style.css", "text/css"),
-                       ("favicon.svg", "image/svg+xml")]:  # fmt: skip
+    for name, kind in [
+        ("app.js", "text/javascript"),
+        ("charts.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ]:
         status, headers, body = request(port, f"/static/{name}")
         assert status == 200 and headers["content-type"].startswith(kind) and body
     for name in ("app.js", "charts.js"):  # text goes in through textContent only, never parsed as HTML
         assert b"innerHTML" not in request(port, f"/static/{name}")[2]
 
 
-@pytest.mark.parametrize("path", [
-    "/../../etc/passwd",
-    "/static/../../etc/passwd",
-    "/static/..%2F..%2F..%2Fetc%2Fpasswd",
-    "/static/%2e%2e/%2e%2e/etc/passwd",
-    "/static/app.py",
-    "/static/",
-    "/static",
-    "/etc/passwd",
-    "/index.html",
-    "/docs",
-    "/openapi.json",
-    "/api",
-    "/api/",
-    "/api/nothing",
-    "/api/runs/3/members",
-    "/api/runs/-1/members",
-    "/api/runs/99999999999999999999/members",
-    "/api/runs/..%2F..%2Fetc%2Fpasswd/members",
-    "/api/runs/%2Fetc%2Fpasswd/curves",
-    "/api/runs/RUN2/curves",
-    "/api/runs/0/confusion/xyz",
-    "/api/runs/0/confusion/..%2F..%2Fetc%2Fpasswd",
-    "/api/runs/0/confusion/asc?trial=..%2F..%2Fetc%2Fpasswd",
-    "/api/runs/0/confusion/asc?trial=finetune-asc-d9-r1-triple",
-    "/api/runs/0/confusion/aec?trial=finetune-asc-d1-r1-triple",
-    "/api/runs/2/confusion/asc",
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../etc/passwd",
+        "/static/../../etc/passwd",
+        "/static/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/%2e%2e/%2e%2e/etc/passwd",
+        "/static/app.py",
+        "/static/",
+        "/static",
+        "/etc/passwd",
+        "/index.html",
+        "/docs",
+        "/openapi.json",
+        "/api",
+        "/api/",
+        "/api/nothing",
+        "/api/runs/3/members",
+        "/api/runs/-1/members",
+        "/api/runs/99999999999999999999/members",
+        "/api/runs/..%2F..%2Fetc%2Fpasswd/members",
+        "/api/runs/%2Fetc%2Fpasswd/curves",
+        "/api/runs/RUN2/curves",
+        "/api/runs/0/confusion/xyz",
+        "/api/runs/0/confusion/..%2F..%2Fetc%2Fpasswd",
+        "/api/runs/0/confusion/asc?trial=..%2F..%2Fetc%2Fpasswd",
+        "/api/runs/0/confusion/asc?trial=finetune-asc-d9-r1-triple",
+        "/api/runs/0/confusion/aec?trial=finetune-asc-d1-r1-triple",
+        "/api/runs/2/confusion/asc",
+    ],
+)
 def test_anything_but_the_page_assets_and_api_is_404(port, path):
     status, headers, body = request(port, path)
     assert status == 404, (path, status, body[:200])

@@ -125,7 +125,8 @@ def test_the_dashboard_shows_the_runs_numbers_and_charts(browser, finished_run, 
             per_class = cells(page, "#per-class-table")
             assert [r[0] for r in per_class][:3] == ["beach", "bus", "cafe/restaurant"]
             assert page.text_content("#class-summary") == (
-                f"ensemble: {100 * s['asc']['ensemble_accuracy']:.2f} % of {s['asc']['n_recordings']} test recordings correct"
+                f"ensemble: {100 * s['asc']['ensemble_accuracy']:.2f} % of {s['asc']['n_recordings']} "
+                "test recordings correct"
             )
             # the overview matrix and the filterable members table
             assert page.locator(".run-card .matrix .state-done").count() == 8

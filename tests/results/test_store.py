@@ -93,14 +93,19 @@ def test_table2_matches_the_reduce_summary(store, summary):
 
 def test_ensemble_size_and_scores_and_predictions(store, summary):
     rows = store.rows("select task, members, mean, min, max from ensemble_size order by task, members")
-    want = sorted((t, b["members"], b["mean"], b["min"], b["max"]) for t, s in summary["tasks"].items()
-                  for b in s["by_size"])  # fmt: skip
+    want = sorted(
+        (t, b["members"], b["mean"], b["min"], b["max"])
+        for t, s in summary["tasks"].items()
+        for b in s["by_size"]
+    )
     assert [tuple(r.values()) for r in rows] == want
     n = store.rows("select task, count(*) as n from predictions group by task order by task")
     assert {r["task"]: r["n"] for r in n} == {t: s["n_recordings"] for t, s in summary["tasks"].items()}
     # the scores table is every finished trial's scores.parquet: the members cover the fused patches
-    fused = store.rows("select count(distinct (dataset, clip, image, patch_index)) as n from scores "
-                       "where task = 'asc' and trial like 'finetune-asc-%'")[0]["n"]  # fmt: skip
+    fused = store.rows(
+        "select count(distinct (dataset, clip, image, patch_index)) as n from scores "
+        "where task = 'asc' and trial like 'finetune-asc-%'"
+    )[0]["n"]
     assert fused == summary["tasks"]["asc"]["n_patches"]
 
 
@@ -161,15 +166,19 @@ def test_a_run_mid_training_shows_each_member_state(live_run):
         r = got[(task, 2, "quadruple")]
         assert (r["state"], r["reason"]) == ("missing", "mtl-ic: queued in Tune")
     # the live trial's learning curve comes from Tune's per-epoch reports, all four epochs
-    live = store.rows("select epoch, loss from metrics where trial = 'mtl-ic-d2-r1-triple' and task = 'asc' "
-                      "and live order by epoch")  # fmt: skip
+    live = store.rows(
+        "select epoch, loss from metrics where trial = 'mtl-ic-d2-r1-triple' and task = 'asc' "
+        "and live order by epoch"
+    )
     assert [(r["epoch"], r["loss"]) for r in live] == [(e, 6.0 - e) for e in range(4)]
     assert store.snapshots[0].live
     assert store.rows("select count(*) as n from ensemble")[0]["n"] == 0  # not reduced yet
     assert tables.table2(store)["tasks"]["asc"]["runs"] == {"LIVE": None}
     progress = tables.progress(store)["LIVE"]["members"]
-    assert progress == {t: {"done": 1 if t == "asc" else 0, "running": 1 if t == "asc" else 2, "failed": 1,
-                            "missing": 1} for t in ("asc", "aec")}  # fmt: skip
+    assert progress == {
+        t: {"done": 1 if t == "asc" else 0, "running": 1 if t == "asc" else 2, "failed": 1, "missing": 1}
+        for t in ("asc", "aec")
+    }
     store.close()
 
 

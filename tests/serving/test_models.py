@@ -34,11 +34,26 @@ def test_a_trial_saves_its_class_names_in_the_model_file_and_predict_reads_them(
         json.dumps({"format": "raymtl-run", "features": str(tmp_path / "gone"), "preset": preset.to_dict()})
     )
     result = TrialResult(
-        trial=spec.name, experiment=spec.experiment, division=1, repeat=1, variant="triple", preset="tiny",
-        targets=("asc", "aec"), test_accuracy={"asc": 0.4, "aec": 0.2}, val_accuracy={"asc": 0.5, "aec": 0.25},
-        best_epoch={"asc": 1, "aec": 1}, epochs={"asc": 6, "aec": 6}, seed=1, stage1={}, models={},
-        n_classes={"asc": 15, "aec": 50}, seconds=1.0, device="CPU", finished="", raymtl_version="",
-    )  # fmt: skip
+        trial=spec.name,
+        experiment=spec.experiment,
+        division=1,
+        repeat=1,
+        variant="triple",
+        preset="tiny",
+        targets=("asc", "aec"),
+        test_accuracy={"asc": 0.4, "aec": 0.2},
+        val_accuracy={"asc": 0.5, "aec": 0.25},
+        best_epoch={"asc": 1, "aec": 1},
+        epochs={"asc": 6, "aec": 6},
+        seed=1,
+        stage1={},
+        models={},
+        n_classes={"asc": 15, "aec": 50},
+        seconds=1.0,
+        device="CPU",
+        finished="",
+        raymtl_version="",
+    )
     (run / "trials" / spec.name / "result.json").write_text(json.dumps(result.to_dict()))
     models = load_models(str(run), "mtl")
     assert models.class_names_source == "checkpoint" and models.class_names == names

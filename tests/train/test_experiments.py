@@ -11,13 +11,25 @@ from raymtl.train.trial import TrialSpec
 
 def test_the_ten_experiments_of_the_paper():
     assert set(EXPERIMENTS) == {
-        "baseline-asc", "baseline-aec", "mtl", "mtl-ic", "finetune-asc", "finetune-aec",
-        "direct-asc", "direct-aec", "transfer-asc", "transfer-aec",
-    }  # fmt: skip
+        "baseline-asc",
+        "baseline-aec",
+        "mtl",
+        "mtl-ic",
+        "finetune-asc",
+        "finetune-aec",
+        "direct-asc",
+        "direct-aec",
+        "transfer-asc",
+        "transfer-aec",
+    }
     ft = get_experiment("finetune-aec")
     assert (ft.model_kind, ft.init_from, ft.stage1_task("aec"), ft.freeze, ft.mixup) == (
-        "fusion", "mtl-ic", "aec", True, False,
-    )  # fmt: skip
+        "fusion",
+        "mtl-ic",
+        "aec",
+        True,
+        False,
+    )
     tr = get_experiment("transfer-asc")
     assert (tr.init_from, tr.stage1_task("asc")) == ("direct-aec", "aec")
     assert get_experiment("mtl-ic").targets == ("asc", "aec") and get_experiment("mtl-ic").mixup

@@ -17,7 +17,6 @@ from raymtl.models import load_model
 from raymtl.train.experiments import get_experiment
 from raymtl.train.runner import run_trials, stage1_models
 from raymtl.train.trial import TrialSpec, model_file
-
 from tests.conftest import MEMBER_ARGS as COMMON
 
 CHANCE = {"asc": 1 / 15, "aec": 1 / 50}
@@ -38,13 +37,25 @@ def test_every_experiment_exits_0_and_writes_its_results(member_run):
     for experiment in codes:
         trial = run / "trials" / f"{experiment}-d1-r1-triple"
         result = _result(run, experiment)
-        assert (result["experiment"], result["division"], result["repeat"], result["variant"], result["preset"]) == (
-            experiment, 1, 1, "triple", "tiny",
-        )  # fmt: skip
+        assert (
+            result["experiment"],
+            result["division"],
+            result["repeat"],
+            result["variant"],
+            result["preset"],
+        ) == (
+            experiment,
+            1,
+            1,
+            "triple",
+            "tiny",
+        )
         assert set(result["test_accuracy"]) == set(result["targets"])
         assert all(0 <= a <= 1 for a in result["test_accuracy"].values())
         table = pq.read_table(trial / "scores.parquet")
-        assert {"trial", "task", "dataset", "clip", "image", "patch_index", "label", "scores"} <= set(table.column_names)
+        assert {"trial", "task", "dataset", "clip", "image", "patch_index", "label", "scores"} <= set(
+            table.column_names
+        )
         epochs = [json.loads(line)["epoch"] for line in (trial / "metrics.jsonl").read_text().splitlines()]
         assert epochs == list(range(len(epochs))) and len(epochs) == max(result["epochs"].values())
 
@@ -57,7 +68,10 @@ def test_scores_cover_exactly_the_test_split(member_run, tiny_features):
     n_eval = manifest["clips"]["tut2017"]["eval"]["none"]
     assert asc["clip"].nunique() == n_eval and len(asc) == n_eval * 3 * 10  # triple: 3 images x 10 patches
     assert set(asc.image) == {"left", "right", "sum"}
-    assert aec["clip"].nunique() == manifest["clips"]["esc50"]["dev"]["1"] and len(aec) == 3 * aec["clip"].nunique()
+    assert (
+        aec["clip"].nunique() == manifest["clips"]["esc50"]["dev"]["1"]
+        and len(aec) == 3 * aec["clip"].nunique()
+    )
     assert all(c.startswith("1-") for c in aec["clip"])  # ESC test = fold 1 in division 1
     assert len(asc.scores.iloc[0]) == 15 and len(aec.scores.iloc[0]) == 50
     np.testing.assert_allclose(np.stack(asc.scores).sum(axis=1), 1.0, atol=1e-4)
@@ -96,7 +110,18 @@ def test_rerunning_a_finished_trial_changes_nothing(member_run, tiny_features, c
         }
 
     before = snapshot()
-    code = main(["train", "--experiment", "finetune-asc", *COMMON, "--features", str(tiny_features), "--out", str(run)])
+    code = main(
+        [
+            "train",
+            "--experiment",
+            "finetune-asc",
+            *COMMON,
+            "--features",
+            str(tiny_features),
+            "--out",
+            str(run),
+        ]
+    )
     assert code == 0 and "already done" in capsys.readouterr().out
     assert snapshot() == before
 
