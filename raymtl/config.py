@@ -8,9 +8,11 @@ epochs, batch and data size only, never the method (features, mixup, networks, f
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from raymtl import storage
 from raymtl.errors import ConfigError
 
 TASKS = ("asc", "aec")
@@ -199,9 +201,6 @@ def get_preset(name: str) -> Preset:
 
 
 def _preset_file(uri: str) -> Preset:
-    import json
-
-    from raymtl import storage
 
     fs, path = storage.resolve(uri)
     if not storage.is_file(fs, path):

@@ -13,6 +13,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from raymtl.data.featurize import featurize, is_finished
+from raymtl.data.synth import generate
+from raymtl.ensemble.grid import GridOptions, run_ensemble
+from raymtl.ensemble.plan import EnsemblePlan
+from raymtl.ensemble.reduce import reduce_run
+from raymtl.errors import UserError
+from raymtl.ray_session import ensure_ray
+from raymtl.results import format as F
+from raymtl.results import tables
+from raymtl.results.store import ResultsStore
+
 log = logging.getLogger(__name__)
 
 DEMO_DIVISIONS = (1, 2)
@@ -31,12 +42,6 @@ class DemoResult:
 def run_demo(
     out: str | Path = "demo-out", size: str = "demo", seed: int = 0, preset: str = "demo"
 ) -> DemoResult:
-    from raymtl.data.featurize import featurize, is_finished
-    from raymtl.data.synth import generate
-    from raymtl.ensemble.grid import GridOptions, run_ensemble
-    from raymtl.ensemble.plan import EnsemblePlan
-    from raymtl.ensemble.reduce import reduce_run
-    from raymtl.ray_session import ensure_ray
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -69,7 +74,6 @@ def run_demo(
     ens = run_ensemble(str(features), str(run), preset, plan, GridOptions())
     log.info("%s", ens.summary())
     if ens.failed:
-        from raymtl.errors import UserError
 
         raise UserError(
             f"demo members failed: {', '.join(ens.failed)}; rerun `raymtl demo --out {out}` to resume"
@@ -81,9 +85,6 @@ def run_demo(
 
 
 def _tables(run: Path) -> str:
-    from raymtl.results import format as F
-    from raymtl.results import tables
-    from raymtl.results.store import ResultsStore
 
     store = ResultsStore.load([str(run)])
     try:

@@ -19,6 +19,11 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from raymtl import storage
+from raymtl.cli import build_parser
+from raymtl.results.catalog import TABLES
+from raymtl.results.store import ResultsStore
+
 DOCS_DIR = Path(__file__).resolve().parent.parent / "docs"
 
 
@@ -52,7 +57,6 @@ def _cell(text: object) -> str:
 
 def cli_markdown() -> str:
     """Every verb of `raymtl`: its one-line help, a synopsis and a table of its arguments."""
-    from raymtl.cli import build_parser
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -81,7 +85,6 @@ def cli_markdown() -> str:
 def results_markdown() -> str:
     """Every table and view of the results store: what a row is, its columns, their types and
     meanings (from `raymtl.results.catalog.TABLES`, types from the store's DuckDB schema)."""
-    from raymtl.results.catalog import TABLES
 
     types = _column_types()
     lines = []
@@ -116,7 +119,6 @@ _COMMON_COLUMNS = {
 def _column_types() -> dict[tuple[str, str], str]:
     """(table, column) -> DuckDB type, read from a store over no runs (every table and view
     exists, empty)."""
-    from raymtl.results.store import ResultsStore
 
     store = ResultsStore.load([])
     try:
@@ -147,7 +149,6 @@ def generated_block(doc_text: str, name: str) -> str | None:
 
 def update(docs_dir: Path = DOCS_DIR) -> list[str]:
     """Rewrite every generated block under `docs_dir`; returns the names of the docs changed."""
-    from raymtl import storage
 
     changed = []
     for name, (doc, generate) in GENERATORS.items():

@@ -6,12 +6,26 @@ from __future__ import annotations
 import logging
 import os
 
+import ray
+
+from raymtl.run.progress import Placement
+
 log = logging.getLogger(__name__)
 
 
-def ensure_ray(num_cpus: int | None = None) -> None:
-    import ray
+def placement(device: str | None = None) -> Placement:
+    """Where this process runs: host, pid, and its Ray node (none outside Ray)."""
+    node_id = node_ip = None
+    try:
+        if ray.is_initialized():
+            node_id = ray.get_runtime_context().get_node_id()
+            node_ip = ray.util.get_node_ip_address()
+    except Exception as e:  # recording where a process runs must never stop it
+        log.debug("no Ray node for the placement record: %s", e)
+    return Placement.of_process(node_id, node_ip, device)
 
+
+def ensure_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):

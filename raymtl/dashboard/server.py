@@ -8,6 +8,9 @@ import shlex
 import sys
 from typing import Sequence
 
+import uvicorn
+
+from raymtl.dashboard.app import create_app
 from raymtl.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -30,9 +33,6 @@ def command_line(runs: Sequence[str], port: int | None = None) -> str:
 
 def serve(runs: Sequence[str], host: str = "127.0.0.1", port: int = 8000, refresh_s: float = 5.0) -> None:
     """Load the runs (a bad RUN is a UserError before anything listens), then serve until Ctrl-C."""
-    import uvicorn
-
-    from raymtl.dashboard.app import create_app
 
     if not 0 < port < 65536:
         raise UserError(f"--port must be in 1..65535, got {port}")

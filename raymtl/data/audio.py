@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import librosa
 import numpy as np
 import soundfile as sf
 
@@ -77,7 +78,6 @@ def read_audio(path: str | Path, display_name: str | None = None) -> tuple[np.nd
 def resample(samples: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     """(n, channels) float32 at `sr` -> the same at `target_sr` (librosa's default resampler).
     Shared by featurization and `raymtl predict`, so both resample alike."""
-    import librosa  # imported here: its first import costs seconds
 
     resampled = librosa.resample(samples.T, orig_sr=sr, target_sr=target_sr).T
     return np.ascontiguousarray(resampled, dtype=np.float32)

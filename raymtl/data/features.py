@@ -6,6 +6,7 @@ STFT in a process pays seconds of lazy imports.
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 from raymtl.config import FeatureConfig
@@ -24,7 +25,6 @@ class LogMel:
     """Waveform -> log-mel image (n_mels, frames) in dB, float32."""
 
     def __init__(self, cfg: FeatureConfig = FeatureConfig()):
-        import librosa
 
         self.cfg = cfg
         self._librosa = librosa

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import ray
 
 import raymtl
 from raymtl import schema, storage
@@ -31,6 +34,7 @@ from raymtl.data.features import IMAGES, LogMel, channel_images
 from raymtl.data.records import ClipRecord, Reject
 from raymtl.data.tut2017 import parse_tut2017
 from raymtl.errors import AudioError, InputFileError, OutputExistsError
+from raymtl.ray_session import ensure_ray
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +155,6 @@ class ClipFeaturizer:
         return row
 
     def __call__(self, batch: dict[str, np.ndarray]) -> pa.Table:
-        import ray
 
         rows: list[dict] = []
         for i in range(len(batch["clip"])):
@@ -205,9 +208,6 @@ def featurize(
 ) -> FeaturizeReport:
     """Featurize both datasets into `out`. Raises `InputFileError` (strict mode, first bad file),
     `LayoutError` (unusable dataset folder) or `OutputExistsError`."""
-    import ray
-
-    from raymtl.ray_session import ensure_ray
 
     t0 = time.perf_counter()
     fs, out_path = storage.resolve(out)
@@ -321,7 +321,6 @@ def featurize(
 def _partitions(fs, path: str, cfg: FeatureConfig) -> dict[str, dict[str, Any]]:
     """Partition folder -> {dataset, subset, fold, clips, patches (every channel image, sum and
     diff included), files (relative to the FEATURES folder)}, from the files' small columns."""
-    import pyarrow.parquet as pq
 
     out: dict[str, dict[str, Any]] = {}
     for info in _parquet_files(fs, path):
@@ -352,7 +351,6 @@ def _partitions(fs, path: str, cfg: FeatureConfig) -> dict[str, dict[str, Any]]:
 
 
 def _parquet_files(fs, path: str):
-    import pyarrow.fs as pafs
 
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     return sorted((i for i in infos if i.path.endswith(".parquet")), key=lambda i: i.path)

@@ -40,6 +40,9 @@ import logging
 from typing import Any, Iterator, Mapping
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
 
 from raymtl import schema, storage
 from raymtl.config import FeatureConfig
@@ -90,7 +93,6 @@ class EpochCounter:
     @staticmethod
     def start(epoch: int = 0):
         """A new counter actor (no CPU reserved: it only holds an int)."""
-        import ray
 
         return ray.remote(EpochCounter).options(num_cpus=0).remote(epoch)
 
@@ -101,8 +103,6 @@ def load_event_pool(features: str, division: int, split: str) -> dict[str, np.nd
 
     Returns {"patch": (N, 128, 128) float32, "label": (N,) int64, "clip": (N,) str,
     "patch_index": (N,) int64}. Raises `UserError` if the split has no ESC patches."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     cfg = FeatureConfig(**read_manifest(features)["features"])
     fs, _ = storage.resolve(features)
@@ -171,9 +171,6 @@ class MixupPairer:
         batch_size: int = 1024,
         features: Any = None,
     ):
-        import ray
-
-        from raymtl.config import FeatureConfig
 
         if isinstance(event_pool, ray.ObjectRef):
             event_pool = ray.get(event_pool)
@@ -191,7 +188,6 @@ class MixupPairer:
     def current_epoch(self) -> int:
         if isinstance(self.epoch, (int, np.integer)):
             return int(self.epoch)
-        import ray
 
         return int(ray.get(self.epoch.get.remote()))
 
@@ -258,7 +254,6 @@ def pair_block(table, *, event_pool: Any, **pairer_kwargs) -> Iterator[dict[str,
     pieces of mixup samples. The event pool (an ObjectRef) is fetched once per worker process
     and kept; Ray reuses its worker processes across tasks and epochs, where an actor pool is
     started afresh on every pass over the data (seconds each epoch on a small machine)."""
-    import ray
 
     if isinstance(event_pool, ray.ObjectRef):
         key = event_pool.hex()

@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from raymtl.config import FeatureConfig
 from raymtl.data.keys import key_hash
@@ -68,7 +69,6 @@ def decode(column, n_mels: int, n_frames: int) -> np.ndarray:
     """A binary column of `encode`d images of one shape -> (rows, n_mels, n_frames) int16.
 
     Zero-copy when the column is one chunk (a Parquet row group, a materialized block)."""
-    import pyarrow as pa
 
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     n, size = len(arr), n_mels * n_frames * 2
@@ -107,7 +107,6 @@ def patch_keys(clip: str, images: Sequence[str], n_patches: int) -> np.ndarray:
 
 def key_matrix(column, n_keys: int) -> np.ndarray:
     """The `patch_keys` column of a block -> (rows, n_keys) uint64."""
-    import pyarrow as pa
 
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)

@@ -33,6 +33,7 @@ import logging
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import ray
 
 from raymtl import schema, storage
 from raymtl.config import TASKS, FeatureConfig
@@ -75,7 +76,6 @@ def fits_in_object_store(n_bytes: int, share: float = 0.25) -> bool:
     store memory Ray set aside on this node (Ray sizes it from the node's real memory, 30% by
     default) and not more than is free now. The share leaves room for the blocks in flight and
     for the other members training on the same node."""
-    import ray
 
     node = ray.get_runtime_context().get_node_id()
     capacity = None
@@ -103,7 +103,6 @@ def _read(
     num_cpus: float,
 ):
     """The clip rows of one split: its partitions' files only, `columns` only."""
-    import ray
 
     fs, _ = storage.resolve(features)
     files = split_files(features, dataset, division, split)
@@ -231,7 +230,6 @@ def _keep_fraction(features, dataset, division, split, variant, max_patches) -> 
 
 def _keep(ds, shuffle_seed: int | None):
     """Read once into the object store; with a seed, a new block (file) order every pass."""
-    import ray
 
     ds = ds.materialize()  # transforms after this re-run on every pass; the read does not
     if shuffle_seed is not None:
@@ -334,7 +332,6 @@ def mixup_stream(
     (`pairer_cpus` each), started afresh every pass (benchmarks/bench_stream.py compares them).
     The stream needs these CPUs free beside the Train workers, or it waits for them forever.
     """
-    import ray
 
     if split == "test":
         raise ConfigError("test patches are never mixed (docs/method.md §3); use test_patches")

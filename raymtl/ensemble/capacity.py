@@ -24,6 +24,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+import ray
+import ray._private.state
+import yaml
+from ray._raylet import GcsClient
+from ray.core.generated import autoscaler_pb2
+
 from raymtl.errors import InputFileError
 
 log = logging.getLogger(__name__)
@@ -90,7 +96,6 @@ def _resources_text(resources: Mapping[str, float]) -> str:
 
 def read_capacity() -> Capacity:
     """The connected cluster's capacity (call after `ray.init`)."""
-    import ray
 
     up = ray.cluster_resources()
     head = next((n["Resources"] for n in ray.nodes() if n["Alive"] and HEAD_RESOURCE in n["Resources"]), {})
@@ -106,7 +111,6 @@ def read_capacity() -> Capacity:
 
 
 def _published_groups() -> tuple[NodeGroup, ...] | None:
-    import ray._private.state
 
     config = ray._private.state.state.get_cluster_config()
     if config is None or not config.node_group_configs:
@@ -119,7 +123,6 @@ def _published_groups() -> tuple[NodeGroup, ...] | None:
 
 def load_autoscaling_config(path: str) -> dict:
     """A cluster launcher config (YAML or JSON) as a dict; a clear error when it is not one."""
-    import yaml
 
     try:
         with open(path) as f:
@@ -149,9 +152,6 @@ def node_groups(config: Mapping[str, Any]) -> tuple[NodeGroup, ...]:
 def publish(config_path: str) -> tuple[NodeGroup, ...]:
     """Report the worker node types of the autoscaling config at `config_path` to the connected
     cluster's GCS, where drivers (and Ray Train's own resource check) read them."""
-    import ray
-    from ray._raylet import GcsClient
-    from ray.core.generated import autoscaler_pb2
 
     groups = node_groups(load_autoscaling_config(config_path))
     message = autoscaler_pb2.ClusterConfig()

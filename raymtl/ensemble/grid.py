@@ -23,13 +23,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from ray import tune
+from ray.tune import Callback
+from ray.tune.integration.ray_train import TuneReportCallback
+
 from raymtl import storage
 from raymtl.config import Preset, get_preset
 from raymtl.ensemble.capacity import plan_resources, read_capacity
 from raymtl.ensemble.lock import RunLock
 from raymtl.ensemble.plan import EnsemblePlan, member_experiment, write_plan
+from raymtl.ray_session import ensure_ray, placement
 from raymtl.run import layout
-from raymtl.run.progress import DONE, FAILED, QUEUED, RUNNING, Placement, write_member
+from raymtl.run.progress import DONE, FAILED, QUEUED, RUNNING, write_member
 from raymtl.train import trial as T
 from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trials
 
@@ -61,8 +66,6 @@ def member_trials(division: int, repeat: int, variant: str, tasks) -> list[T.Tri
 
 def run_member(config: dict[str, Any]) -> dict[str, Any]:
     """Tune function trainable: one member's stages, skipping those already finished."""
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     m = config["member"]
     options = TrialOptions(
@@ -77,7 +80,7 @@ def run_member(config: dict[str, Any]) -> dict[str, Any]:
     name = T.member_run_name(m["division"], m["repeat"], m["variant"])
     coords = (config["run"], m["division"], m["repeat"], m["variant"])
     preset = Preset.from_dict(config["preset"])
-    write_member(*coords, RUNNING, placement=Placement.here())
+    write_member(*coords, RUNNING, placement=placement())
     try:
         results = run_trials(specs, config["features"], config["run"], preset, options, name)
     except BaseException as e:
@@ -118,7 +121,6 @@ class _Progress:
     """A Tune callback logging members done / running / failed and the time so far."""
 
     def __new__(cls, total: int, already: int):
-        from ray.tune import Callback
 
         class Progress(Callback):
             def __init__(self):
@@ -192,7 +194,6 @@ def run_ensemble(
 def _train_members(
     features: str, run: str, preset: Preset, plan: EnsemblePlan, options: GridOptions, t0: float
 ) -> EnsembleReport:
-    from raymtl.ray_session import ensure_ray
 
     members = [
         {"division": d, "repeat": r, "variant": v}
@@ -238,7 +239,6 @@ def _train_members(
 
 def _fit(todo, features, run, preset, plan, options, max_concurrent, total, done_before):
     """The Tune run of the members in `todo`; its results."""
-    from ray import tune
 
     fs, run_path = storage.resolve(run)
     tuner = tune.Tuner(

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
 
@@ -122,7 +123,6 @@ class ResultsStore:
     requests are small, so this costs nothing worth measuring)."""
 
     def __init__(self, snapshots: Sequence[RunSnapshot]):
-        import duckdb
 
         self.snapshots = list(snapshots)
         self.tables = _build_tables(self.snapshots)
@@ -152,7 +152,6 @@ class ResultsStore:
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
         """Run SQL over the tables; a bad query is a UserError (the message is DuckDB's)."""
-        import duckdb
 
         with self._lock:
             try:

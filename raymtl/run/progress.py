@@ -65,17 +65,8 @@ class Placement:
     device: str | None = None  # cpu | cuda:N, for a Train worker
 
     @classmethod
-    def here(cls, device: str | None = None) -> "Placement":
-        node_id = node_ip = None
-        try:
-            import ray
-
-            if ray.is_initialized():
-                ctx = ray.get_runtime_context()
-                node_id = ctx.get_node_id()
-                node_ip = ray.util.get_node_ip_address()
-        except Exception as e:  # progress must never stop training
-            log.debug("no Ray node for the progress record: %s", e)
+    def of_process(cls, node_id: str | None = None, node_ip: str | None = None, device: str | None = None):
+        """This process, on the given Ray node (raymtl.ray_session.placement fills those in)."""
         return cls(socket.gethostname(), os.getpid(), node_id, node_ip, device)
 
 
@@ -193,7 +184,7 @@ class TrialProgressWriter:
         epochs_planned: dict[str, int],
         history: list[dict[str, Any]],
         resumed_after_epoch=(),
-        device: str | None = None,
+        placement: Placement | None = None,
         heartbeat_s: float = HEARTBEAT_S,
     ):
         self._run = run
@@ -205,7 +196,7 @@ class TrialProgressWriter:
             epochs=tuple(history),
             started=now,
             updated=now,
-            placement=Placement.here(device),
+            placement=placement or Placement.of_process(),
             resumed_after_epoch=tuple(resumed_after_epoch),
         )
         self._lock = threading.Lock()

@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
 import raymtl
 from raymtl import storage
@@ -68,8 +70,6 @@ def sidecar_path(out: str | os.PathLike) -> Path:
 
 
 def _wrapper(net, tasks: Sequence[str]):
-    import torch
-    from torch import nn
 
     class SoftmaxOutputs(nn.Module):
         """logits {task: (B, P)} -> softmax scores, a tuple in `tasks` order."""
@@ -97,7 +97,6 @@ def export_model(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write the model to `out` and its settings to `out`.json; return those settings."""
-    import torch
 
     if fmt not in EXPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
@@ -176,7 +175,6 @@ def _quiet():
     """Tracing warns that the input shape check in `as_images` becomes a constant: it does, for
     the (B, 128, 128) input the file is made for; and the ONNX exporter warns that InstanceNorm
     (layer 1's per-patch standardisation, no running stats) is exported for inference: it is."""
-    import torch
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -191,7 +189,6 @@ def _quiet():
 
 
 def _torchscript(wrapper, example, path: Path, settings_json: str) -> None:
-    import torch
 
     with _quiet(), torch.no_grad():
         traced = torch.jit.trace(wrapper, (example,), strict=False)
@@ -199,10 +196,8 @@ def _torchscript(wrapper, example, path: Path, settings_json: str) -> None:
 
 
 def _onnx(wrapper, example, path: Path, tasks: Sequence[str], settings_json: str) -> None:
-    import torch
-
-    try:
-        import onnx
+    try:  # the optional `export` extra: imported where used, so TorchScript works without it
+        import onnx  # noqa: PLC0415
     except ImportError:
         raise UserError(
             "ONNX export needs the onnx package (torch.onnx.export requires it): pip install 'raymtl[export]'"
@@ -241,15 +236,14 @@ class ExportedModel:
         self.settings = json.loads(side.read_text(encoding="utf-8"))
         self.tasks = [o["name"] for o in self.settings["outputs"]]
         if self.settings["model_format"] == "torchscript":
-            import torch
 
             extra = {EXTRA_FILE: ""}
             self._ts = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra)
             self.embedded = json.loads(extra[EXTRA_FILE])
             self._run = self._run_torchscript
         else:
-            import onnx
-            import onnxruntime as ort
+            import onnx  # noqa: PLC0415 (the optional `export` extra, as in _onnx)
+            import onnxruntime as ort  # noqa: PLC0415
 
             meta = {
                 p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props
@@ -259,7 +253,6 @@ class ExportedModel:
             self._run = self._run_onnx
 
     def _run_torchscript(self, x: np.ndarray) -> list[np.ndarray]:
-        import torch
 
         with torch.no_grad():
             return [t.numpy() for t in self._ts(torch.from_numpy(x))]

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import pyarrow.fs as pafs
+import torch
 
 from raymtl import storage
 from raymtl.config import TASKS, VARIANTS, FeatureConfig, Preset
@@ -40,6 +42,7 @@ from raymtl.data.classes import ESC10_TARGETS, ESC50_CLASSES, TUT2017_SCENES
 from raymtl.data.features import IMAGES, VARIANT_IMAGES
 from raymtl.ensemble.plan import member_experiment
 from raymtl.errors import InputFileError, UserError
+from raymtl.models import load_model
 from raymtl.run import layout, records
 from raymtl.run.records import RunManifest, TrialResult
 from raymtl.schema import FEATURES_MANIFEST, TASK_DATASET
@@ -106,7 +109,6 @@ class ModelSet:
     _scene_images: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        import torch
 
         self.device = self.device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         wanted = {im for m in self.scene_members for im in VARIANT_IMAGES[m.variant]}
@@ -137,7 +139,6 @@ class ModelSet:
 
     def forward(self, net, x: np.ndarray) -> dict[str, np.ndarray]:
         """Softmax scores of every head of `net` for patches (N, 128, 128), in batches."""
-        import torch
 
         out: dict[str, list[np.ndarray]] = {}
         cuda = self.device.type == "cuda"
@@ -240,7 +241,6 @@ def run_features(manifest: RunManifest) -> FeatureConfig:
 
 def finished_trials(run: str) -> list[TrialInfo]:
     """Every finished trial of RUN (a result.json), in name order."""
-    import pyarrow.fs as pafs
 
     fs, path = storage.resolve(run)
     trials_dir = layout.trials_dir(path)
@@ -320,7 +320,6 @@ def best_member(run: str, task: str, trial: str | None = None) -> TrialInfo:
 
 
 def load_member(trial: TrialInfo, task: str, device=None) -> Member:
-    from raymtl.models import load_model
 
     path = trial.model_uri(task)
     fs, fs_path = storage.resolve(path)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
+import soundfile as sf
 
 from raymtl.config import FeatureConfig
 from raymtl.data.audio import read_audio, resample
@@ -179,7 +180,6 @@ class Featurizer:
 def _check_duration(path, name: str, max_duration_s: float) -> None:
     """Refuse a file that is too long before reading it (the header says so). A file whose
     header cannot be read is left to read_audio, which says why."""
-    import soundfile as sf
 
     try:
         info = sf.info(str(path))

@@ -34,12 +34,17 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from raymtl.errors import AudioError, UserError
-from raymtl.serving.predict import DEFAULT_TOP_K, TooLongError, answer, document
+from raymtl.ray_session import ensure_ray
+from raymtl.serving.models import MODEL_KINDS, ensemble_members, load_models, read_run, select_mtl
+from raymtl.serving.predict import DEFAULT_TOP_K, Featurizer, TooLongError, answer, document
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +107,6 @@ app = FastAPI(title="raymtl", docs_url=None, redoc_url=None, openapi_url=None)
 @serve.ingress(app)
 class PredictDeployment:
     def __init__(self, run: str, options: dict[str, Any]):
-        import torch
-
-        from raymtl.serving.models import load_models
-        from raymtl.serving.predict import Featurizer
 
         torch.set_num_threads(max(1, int(options.get("num_cpus") or 1)))
         self.options = ServeOptions(**options)
@@ -195,8 +196,6 @@ class PredictDeployment:
         """(the file's name, its bytes) from a raw body or a multipart form."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            from starlette.datastructures import UploadFile
-            from starlette.formparsers import MultiPartException, MultiPartParser
 
             async def body():
                 yield data
@@ -268,12 +267,6 @@ def build_app(run: str, options: ServeOptions = ServeOptions()):
 
 def check_run(run: str, options: ServeOptions) -> None:
     """Fail fast, with exit 2, on a RUN that cannot serve: before any replica starts."""
-    from raymtl.serving.models import (
-        MODEL_KINDS,
-        ensemble_members,
-        read_run,
-        select_mtl,
-    )
 
     read_run(run)
     if options.model not in MODEL_KINDS:
@@ -287,7 +280,6 @@ def check_run(run: str, options: ServeOptions) -> None:
 
 def start(run: str, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions = ServeOptions()) -> str:
     """Start Serve on the current Ray instance (a local one if none) and deploy; the URL."""
-    from raymtl.ray_session import ensure_ray
 
     check_run(run, options)
     ensure_ray()

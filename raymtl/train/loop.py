@@ -22,17 +22,22 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import ray
+import ray.train
+import ray.train.torch
 import torch
 import torch.nn.functional as F
 
 from raymtl import schema
 from raymtl.models.networks import trainable_parameters
+from raymtl.ray_session import placement
 from raymtl.run.progress import TrialProgressWriter
 from raymtl.train import trial as T
 from raymtl.train.evaluate import recording_accuracy
@@ -96,8 +101,6 @@ def _score_test(net: torch.nn.Module, shard, target: str, device, batch_size: in
 
 
 def train_loop_per_worker(config: dict) -> None:
-    import ray.train
-    import ray.train.torch
 
     cfg: LoopConfig = config["loop"]
     _log_to_stderr()
@@ -121,8 +124,6 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: int, device) -> None:
-    import ray.train
-    import ray.train.torch
 
     t0 = time.perf_counter()
     on_gpu = device.type == "cuda"
@@ -173,7 +174,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             stage.epochs,
             state["history"],
             state.get("resumed_after_epoch", []),
-            str(device),
+            placement(str(device)),
         )
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
@@ -275,7 +276,6 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
 
 def _placement(device) -> dict:
     """The node and device this Train worker runs on, and the resources it holds."""
-    import ray
 
     ctx = ray.get_runtime_context()
     return {
@@ -288,7 +288,6 @@ def _placement(device) -> dict:
 
 def _log_to_stderr() -> None:
     """Our INFO lines from the worker process (Ray forwards its stderr to the driver)."""
-    import sys
 
     root = logging.getLogger("raymtl")
     if not root.handlers:
@@ -304,7 +303,6 @@ def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def _report(metrics, trial, nets, opts, state, best_weights, rank) -> None:
-    import ray.train
 
     if rank != 0:
         ray.train.report(metrics)

@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 
 import raymtl
 from raymtl import schema, storage
+from raymtl.models import save_model
+from raymtl.ray_session import placement
 from raymtl.run import layout
-from raymtl.run.progress import Placement
 from raymtl.run.records import TrialResult, write_result
 from raymtl.train import trial as T
 from raymtl.train.evaluate import vote
@@ -76,7 +77,7 @@ def write_trial(
         finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         raymtl_version=raymtl.__version__,
         resumed_after_epoch=tuple(state.get("resumed_after_epoch", ())),
-        placement=Placement.here(torch_device),
+        placement=placement(torch_device),
         placements=tuple(state.get("placements", ())),
     )
     write_result(fs, run_path, result)  # last: marks it finished
@@ -87,7 +88,6 @@ def save_selected(
     run: str, stage: StageConfig, target: str, weights: dict, state: dict, class_names: dict | None = None
 ) -> str:
     """Write the selected network of `target` as RUN/trials/<trial>/model-<target>.pt; its URI."""
-    from raymtl.models import save_model
 
     net = build_network(stage, target, restore=False)
     net.load_state_dict(weights)

@@ -8,11 +8,17 @@ import dataclasses
 import logging
 import time
 
+import ray
+import ray.train
+from ray.train.torch import TorchTrainer
+
 import raymtl
 from raymtl import schema, storage
 from raymtl.config import TASKS, Preset, get_preset
-from raymtl.data import partitions
+from raymtl.data import partitions, streams
+from raymtl.data.mixup import EpochCounter
 from raymtl.errors import UserError
+from raymtl.ray_session import ensure_ray
 from raymtl.run import layout, records
 from raymtl.run.records import RunManifest, TrialResult
 from raymtl.train import trial as T
@@ -109,7 +115,6 @@ class _Keeper:
         self.kept = 0
 
     def __call__(self, what: str, dataset: str, division: int, split: str, variant: str) -> bool:
-        from raymtl.data import streams
 
         n = partitions.stored_bytes(self.features, dataset, division, split, variant)
         keep = streams.fits_in_object_store(self.kept + n)
@@ -125,7 +130,6 @@ class _Keeper:
 
 
 def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
-    from raymtl.data import streams
 
     spec, cap = stage.spec, stage.preset.train.max_train_patches
     # The streams shuffle (files every pass, patches within a file): see StageConfig.shuffle_buffer.
@@ -161,7 +165,6 @@ def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
     """Every stream the Train run's stages read: one training stream per stage, and one
     validation and one test set per task, shared by the stages (one member: one division and
     variant)."""
-    from raymtl.data import streams
 
     spec = stages[0].spec
     keep = _Keeper(features)
@@ -214,12 +217,6 @@ def run_trials(
     The run name must not depend on which trials are left: a rerun after a crash resumes the
     Train run of that name from its last checkpoint.
     """
-    import ray
-    import ray.train
-    from ray.train.torch import TorchTrainer
-
-    from raymtl.data.mixup import EpochCounter
-    from raymtl.ray_session import ensure_ray
 
     if len({(s.division, s.repeat, s.variant) for s in specs}) != 1:
         raise ValueError(f"one Train run trains trials of one division, repeat and variant, got {specs}")

@@ -45,7 +45,7 @@ def test_the_writer_records_each_epoch_beats_between_them_and_stops(tmp_path):
         "baseline",
         {"asc": 3},
         [],
-        device="cpu",
+        placement=RP.Placement.of_process(device="cpu"),
         heartbeat_s=0.05,
     )
     path = tmp_path / "trials" / "baseline-asc-d2-r1-quadruple" / "progress.json"
