@@ -201,7 +201,6 @@ def get_preset(name: str) -> Preset:
 
 
 def _preset_file(uri: str) -> Preset:
-
     fs, path = storage.resolve(uri)
     if not storage.is_file(fs, path):
         raise ConfigError(f"preset file {uri} does not exist")

@@ -85,7 +85,6 @@ def run_demo(
 
 
 def _tables(run: Path) -> str:
-
     store = ResultsStore.load([str(run)])
     try:
         return F.report_text(tables.report(store, "all"))

@@ -25,7 +25,6 @@ class LogMel:
     """Waveform -> log-mel image (n_mels, frames) in dB, float32."""
 
     def __init__(self, cfg: FeatureConfig = FeatureConfig()):
-
         self.cfg = cfg
         self._librosa = librosa
         # Slaney mel scale and area normalisation: librosa's defaults.

@@ -351,7 +351,6 @@ def _partitions(fs, path: str, cfg: FeatureConfig) -> dict[str, dict[str, Any]]:
 
 
 def _parquet_files(fs, path: str):
-
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     return sorted((i for i in infos if i.path.endswith(".parquet")), key=lambda i: i.path)
 

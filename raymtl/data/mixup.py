@@ -171,7 +171,6 @@ class MixupPairer:
         batch_size: int = 1024,
         features: Any = None,
     ):
-
         if isinstance(event_pool, ray.ObjectRef):
             event_pool = ray.get(event_pool)
         check_pool(event_pool)

@@ -111,7 +111,6 @@ def read_capacity() -> Capacity:
 
 
 def _published_groups() -> tuple[NodeGroup, ...] | None:
-
     config = ray._private.state.state.get_cluster_config()
     if config is None or not config.node_group_configs:
         return None

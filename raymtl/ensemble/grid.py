@@ -194,7 +194,6 @@ def run_ensemble(
 def _train_members(
     features: str, run: str, preset: Preset, plan: EnsemblePlan, options: GridOptions, t0: float
 ) -> EnsembleReport:
-
     members = [
         {"division": d, "repeat": r, "variant": v}
         for r in plan.repeats

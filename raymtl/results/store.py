@@ -123,7 +123,6 @@ class ResultsStore:
     requests are small, so this costs nothing worth measuring)."""
 
     def __init__(self, snapshots: Sequence[RunSnapshot]):
-
         self.snapshots = list(snapshots)
         self.tables = _build_tables(self.snapshots)
         self._lock = threading.Lock()

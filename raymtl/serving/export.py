@@ -253,7 +253,6 @@ class ExportedModel:
             self._run = self._run_onnx
 
     def _run_torchscript(self, x: np.ndarray) -> list[np.ndarray]:
-
         with torch.no_grad():
             return [t.numpy() for t in self._ts(torch.from_numpy(x))]
 

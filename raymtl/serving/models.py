@@ -320,7 +320,6 @@ def best_member(run: str, task: str, trial: str | None = None) -> TrialInfo:
 
 
 def load_member(trial: TrialInfo, task: str, device=None) -> Member:
-
     path = trial.model_uri(task)
     fs, fs_path = storage.resolve(path)
     net, meta = load_model(io.BytesIO(storage.read_bytes(fs, fs_path)), map_location=device or "cpu")

@@ -303,7 +303,6 @@ def _unwrap(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def _report(metrics, trial, nets, opts, state, best_weights, rank) -> None:
-
     if rank != 0:
         ray.train.report(metrics)
         return

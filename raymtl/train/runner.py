@@ -130,7 +130,6 @@ class _Keeper:
 
 
 def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
-
     spec, cap = stage.spec, stage.preset.train.max_train_patches
     # The streams shuffle (files every pass, patches within a file): see StageConfig.shuffle_buffer.
     if stage.experiment.mixup:
