@@ -290,9 +290,18 @@ class FusionNet(nn.Module):
         self.register_load_state_dict_post_hook(_reapply_freeze)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h15 = self.features(x)  # {task: (B, P_task, 8, 8)}
+        return self.head(self.features(x))  # {task: (B, P_task, 8, 8)} -> {target: (B, P_target)}
+
+    def head(self, h15: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Layers 16-17 alone, from both branches' H15: what a fine-tune trains when layers
+        1-15 are all frozen (raymtl.train.frozen computes H15 once and trains this)."""
         h16 = self.fusion["asc"](h15["asc"]) + self.fusion["aec"](h15["aec"])  # H16_S + H16_E
         return {self.task: self.out(h16)}  # (B, P_target)
+
+    @property
+    def fully_frozen(self) -> bool:
+        """Layers 1-15 all frozen: H15 of a patch is the same every epoch."""
+        return self._frozen_through == N_STAGE1_LAYERS
 
     def load_stage1(self, state_dict: Mapping[str, torch.Tensor]) -> None:
         """Restore layers 1-15 (trunk, both branches, both layer-15 units; BatchNorm running

@@ -41,6 +41,7 @@ from raymtl.ray_session import placement
 from raymtl.run.progress import TrialProgressWriter
 from raymtl.train import trial as T
 from raymtl.train.evaluate import recording_accuracy
+from raymtl.train.frozen import FrozenFeatures, compute_h15, precomputes
 from raymtl.train.record import write_trial
 from raymtl.train.scoring import SCORES
 from raymtl.train.stage import StageConfig, build_network
@@ -67,10 +68,16 @@ def _labels_for(batch: dict, target: str, mixup: bool) -> dict[str, torch.Tensor
     return {t: batch[schema.TASK_LABEL[t]] for t in tasks}
 
 
-def _validate(net: torch.nn.Module, shard, target: str, device, batch_size: int) -> float:
+def _validate(
+    net: torch.nn.Module, shard, target: str, device, batch_size: int, frozen: FrozenFeatures | None = None
+) -> float:
     net.eval()
     clips, labels, scores = [], [], []
     with torch.no_grad():
+        if frozen is not None:  # H15 computed once (raymtl.train.frozen): the head alone
+            for h15, _ in frozen.batches(batch_size):
+                scores.append(_unwrap(net).head(h15)[target].float().softmax(dim=1).cpu().numpy())
+            return recording_accuracy(frozen.clips, frozen.labels.cpu().numpy(), np.concatenate(scores))
         for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
             x = torch.as_tensor(batch[schema.X], device=device)
             out = net(x)[target].float().softmax(dim=1).cpu().numpy()
@@ -178,8 +185,11 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         )
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
+    left = state["epoch"] + 1 < max(stage.epochs.values())
+    pre = _precompute(stage, nets, train_shard, val_shards, device) if left else None
     epochs = stage.epochs
-    for epoch in range(state["epoch"] + 1, max(epochs.values())):
+    first_epoch = state["epoch"] + 1
+    for epoch in range(first_epoch, max(epochs.values())):
         t_epoch = time.perf_counter()
         if stage.experiment.mixup:
             ray.get(cfg.epoch_counter.set.remote(epoch))  # fresh mixup partners this epoch
@@ -189,25 +199,22 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         loss_sum = {t: 0.0 for t in active}
         correct = {t: 0 for t in active}
         seen = 0
-        data_s, t_mark = 0.0, time.perf_counter()  # time spent waiting for batches (data preparation)
-        for batch in train_shard.iter_torch_batches(
-            batch_size=train.batch_size,
-            local_shuffle_buffer_size=stage.shuffle_buffer,
-            local_shuffle_seed=stage.seed * 1000 + epoch,
-            device=device,
-        ):
+        # Time spent waiting for batches (data preparation); the first epoch after the H15
+        # pass (raymtl.train.frozen) counts that pass too.
+        data_s = pre.seconds if pre is not None and epoch == first_epoch else 0.0
+        t_mark = time.perf_counter()
+        for n, forward, labels_of in _epoch_batches(stage, train_shard, pre, device, epoch):
             data_s += time.perf_counter() - t_mark
-            x = batch[schema.X].unsqueeze(1).contiguous(memory_format=torch.channels_last)  # (B, 1, 128, 128)
-            seen += len(x)
+            seen += n
             for t in active:
-                labels = _labels_for(batch, t, stage.experiment.mixup)
+                labels = labels_of[t]
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=on_gpu):
-                    out = nets[t](x)
+                    out = forward(nets[t])
                     loss = sum(F.cross_entropy(out[task].float(), y.long()) for task, y in labels.items())
                 opts[t].zero_grad(set_to_none=True)
                 loss.backward()
                 opts[t].step()
-                loss_sum[t] += float(loss.detach()) * len(x)
+                loss_sum[t] += float(loss.detach()) * n
                 correct[t] += int((out[t].argmax(dim=1) == labels[t]).sum())
             t_mark = time.perf_counter()
         metrics: dict[str, Any] = {
@@ -220,7 +227,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         }
         t_val = time.perf_counter()
         for t in active:
-            acc = _validate(nets[t], val_shards[t], t, device, train.batch_size)
+            acc = _validate(nets[t], val_shards[t], t, device, train.batch_size, pre and pre.validation[t])
             metrics[f"loss_{t}"] = loss_sum[t] / max(seen, 1)
             metrics[f"train_acc_{t}"] = correct[t] / max(seen, 1)
             metrics[f"val_acc_{t}"] = acc
@@ -272,6 +279,76 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             scoring,
             result.test_accuracy,
         )
+
+
+@dataclass(frozen=True)
+class _Precomputed:
+    """A fine-tune's training and validation patches as H15 of its frozen layers 1-15."""
+
+    train: FrozenFeatures
+    validation: dict[str, FrozenFeatures]
+    seconds: float
+
+
+def _precompute(stage: StageConfig, nets: dict, train_shard, val_shards: dict, device) -> _Precomputed | None:
+    """H15 of the training and validation patches, computed once, when every network of the
+    stage has layers 1-15 frozen (a fine-tune or transfer) and one worker trains it (the head
+    alone would bypass DistributedDataParallel's gradient sync); else None (stream every epoch)."""
+    plain = {t: _unwrap(net) for t, net in nets.items()}
+    if not all(precomputes(net) for net in plain.values()) or stage.experiment.mixup:
+        return None
+    if ray.train.get_context().get_world_size() != 1:
+        log.info("%s: several workers: the frozen layers run every epoch", stage.trial)
+        return None
+    t0 = time.perf_counter()
+    (target,) = plain  # a fusion network has one target task
+    batch_size = stage.preset.train.batch_size
+    train = compute_h15(plain[target], _numpy_batches(train_shard, batch_size), target, device)
+    validation = {
+        target: compute_h15(
+            plain[target],
+            val_shards[target].iter_batches(batch_size=batch_size),
+            target,
+            device,
+            with_ids=True,
+        )
+    }
+    seconds = time.perf_counter() - t0
+    log.info(
+        "%s: layers 1-15 are frozen: their output for %d training and %d validation patches "
+        "computed once in %.1f s (%.1f MB); the epochs train the dense layers on it",
+        stage.trial,
+        len(train),
+        len(validation[target]),
+        seconds,
+        (train.nbytes + validation[target].nbytes) / 1e6,
+    )
+    return _Precomputed(train, validation, seconds)
+
+
+def _numpy_batches(shard, batch_size: int):
+    return shard.iter_batches(batch_size=batch_size, batch_format="numpy")
+
+
+def _epoch_batches(stage: StageConfig, shard, pre: _Precomputed | None, device, epoch: int):
+    """One epoch's training batches as (patches, forward, labels): `forward(net)` gives the
+    net's logits for the batch, `labels[target]` the labels its loss takes (both tasks' on a
+    mixup batch, the target's own otherwise)."""
+    train = stage.preset.train
+    if pre is not None:  # a permutation of the H15 set, fresh every epoch
+        generator = torch.Generator().manual_seed(stage.seed * 1000 + epoch)
+        for h15, y in pre.train.batches(train.batch_size, generator):
+            yield len(y), (lambda net, h15=h15: _unwrap(net).head(h15)), {t: {t: y} for t in stage.targets}
+        return
+    for batch in shard.iter_torch_batches(
+        batch_size=train.batch_size,
+        local_shuffle_buffer_size=stage.shuffle_buffer,
+        local_shuffle_seed=stage.seed * 1000 + epoch,
+        device=device,
+    ):
+        x = batch[schema.X].unsqueeze(1).contiguous(memory_format=torch.channels_last)  # (B, 1, 128, 128)
+        labels = {t: _labels_for(batch, t, stage.experiment.mixup) for t in stage.targets}
+        yield len(x), (lambda net, x=x: net(x)), labels
 
 
 def _placement(device) -> dict:

@@ -42,9 +42,10 @@ WORKER_TYPES = {"accel_worker": {"resources": {"CPU": 2, ACCEL: 1}, "max_workers
 
 @pytest.fixture(scope="package")
 def s3(tmp_path_factory):
-    """An S3 server on loopback (moto's server mode) with an empty bucket: (bucket URI, the
-    environment that points pyarrow, and so Ray and raymtl, at it). pyarrow reads the endpoint
-    from AWS_ENDPOINT_URL_S3, as the AWS SDKs do."""
+    """An S3 server on loopback (moto's server mode, behind the byte meter of
+    tests/cluster/s3_server.py) with an empty bucket: (bucket URI, the environment that points
+    pyarrow, and so Ray and raymtl, at it). pyarrow reads the endpoint from AWS_ENDPOINT_URL_S3,
+    as the AWS SDKs do."""
     import urllib.request
 
     import pyarrow.fs as pafs
@@ -54,7 +55,8 @@ def s3(tmp_path_factory):
     (port,) = free_ports(1)
     log = tmp_path_factory.mktemp("s3") / "moto.log"
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", "tests.cluster.s3_server", "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[2],
         stdout=open(log, "w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -115,6 +117,17 @@ def cluster_preset(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cluster-preset") / "cluster-test.json"
     path.write_text(json.dumps(CLUSTER_PRESET.to_dict()))
     return path
+
+
+def s3_meter(env: dict) -> dict[str, tuple[int, int, int]]:
+    """The S3 server's byte meter so far: {"GET features": (requests, bytes sent, bytes received
+    back), ...} by method and the key's first folder (tests/cluster/s3_server.py)."""
+    import urllib.request
+
+    from tests.cluster.s3_server import METER_PATH
+
+    with urllib.request.urlopen(env["AWS_ENDPOINT_URL_S3"] + METER_PATH, timeout=10) as r:
+        return {k: tuple(v) for k, v in json.loads(r.read()).items()}
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:

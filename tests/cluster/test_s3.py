@@ -11,12 +11,17 @@ import subprocess
 import pyarrow.fs as pafs
 import pytest
 
-from tests.cluster.conftest import ACCEL, RAYMTL
+from tests.cluster.conftest import ACCEL, RAYMTL, s3_meter
+from tests.results.servers import cli_server, request
 
 pytestmark = pytest.mark.cluster
 
 TRIALS = ("mtl-ic-d1-r1-triple", "finetune-asc-d1-r1-triple")
 MEMBER_RUN = "member-d1-r1-triple"
+
+
+def _difference(after: dict, before: dict) -> dict[str, tuple[int, int, int]]:
+    return {k: tuple(a - b for a, b in zip(v, before.get(k, (0, 0, 0)))) for k, v in after.items()}
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +65,11 @@ def on_s3(s3, autoscaling_cluster, tiny_data, cluster_preset, tmp_path_factory):
         "results": ["results", run, "--format", "json"],
         "predict": ["predict", run, str(audio), "--format", "json"],
     }
-    done, logs = {}, tmp_path_factory.mktemp("s3-steps")
+    done, logs, meter = {}, tmp_path_factory.mktemp("s3-steps"), {}
     for name, args in steps.items():
+        before = s3_meter(env)
         done[name] = subprocess.run([RAYMTL, *args], env=env, capture_output=True, text=True, timeout=600)
+        meter[name] = _difference(s3_meter(env), before)
         (logs / f"{name}.log").write_text(done[name].stdout + done[name].stderr)
         if done[name].returncode != 0:
             break
@@ -72,11 +79,11 @@ def on_s3(s3, autoscaling_cluster, tiny_data, cluster_preset, tmp_path_factory):
         for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
         if i.type == pafs.FileType.File
     }
-    return run, done, fs, path, files
+    return run, done, fs, path, files, meter
 
 
 def test_the_pipeline_runs_on_s3(on_s3):
-    run, done, fs, path, files = on_s3
+    run, done, fs, path, files, meter = on_s3
     for name, proc in done.items():
         assert proc.returncode == 0, f"{name}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert list(done) == ["featurize", "ensemble", "reduce", "results", "predict"]
@@ -87,7 +94,7 @@ def test_the_pipeline_runs_on_s3(on_s3):
 
 
 def test_no_local_path_leaks_into_the_run_records(on_s3, tiny_data, cluster_preset):
-    run, done, fs, path, files = on_s3
+    run, done, fs, path, files, meter = on_s3
     manifest = json.loads(fs.open_input_stream(f"{path}/manifest.json").read())
     assert manifest["features"].startswith("s3://")
     for trial in TRIALS:
@@ -110,8 +117,59 @@ def test_no_local_path_leaks_into_the_run_records(on_s3, tiny_data, cluster_pres
 def test_bytes_written_to_s3_per_member(on_s3):
     """The figure the issue asks for: what one member leaves on S3 (trial folders, and Ray
     Train's kept checkpoints and state)."""
-    run, done, fs, path, files = on_s3
+    run, done, fs, path, files, meter = on_s3
     trials = sum(v for k, v in files.items() if k.startswith("trials/"))
     train = sum(v for k, v in files.items() if k.startswith(f"ray/{MEMBER_RUN}/"))
     assert trials > 0 and train > 0
     print(f"S3 bytes written per member: trial folders {trials}, Train checkpoints and state {train}")
+
+
+def test_bytes_read_from_s3_per_member(on_s3):
+    """What the one-member ensemble read over HTTP from S3, by the meter in front of the server:
+    its training, validation and test patches come from FEATURES on S3, so it reads at least
+    the Parquet files of its own splits, and no more than a few passes over all of FEATURES
+    (epochs read the kept copy in the object store, not S3 again)."""
+    run, done, fs, path, files, meter = on_s3
+    ensemble = meter["ensemble"]
+    features_read = ensemble.get("GET features", (0, 0, 0))[2]
+    run_read = ensemble.get("GET runs", (0, 0, 0))[2]
+    run_written = sum(
+        v[1] for k, v in ensemble.items() if k.split()[0] in ("PUT", "POST") and k.endswith("runs")
+    )
+    on_s3_features = sum(v for k, v in _features_files(fs, path).items() if k.endswith(".parquet"))
+    assert on_s3_features > 0
+    assert 0 < features_read <= 4 * on_s3_features, (features_read, on_s3_features)
+    assert run_written >= sum(v for k, v in files.items() if k.startswith("trials/")), ensemble
+    print(
+        f"S3 per member (tiny preset, 1 member = mtl-ic + finetune-asc): read {features_read} bytes of "
+        f"FEATURES ({features_read / on_s3_features:.2f}x its {on_s3_features} bytes of Parquet) and "
+        f"{run_read} bytes of the RUN; wrote {run_written} bytes to the RUN"
+    )
+
+
+def _features_files(fs, run_path: str) -> dict[str, int]:
+    features = run_path.rsplit("/runs/", 1)[0] + "/features"
+    return {
+        i.path[len(features) + 1 :]: i.size
+        for i in fs.get_file_info(pafs.FileSelector(features, recursive=True))
+        if i.type == pafs.FileType.File
+    }
+
+
+def test_the_dashboard_reads_the_s3_run(on_s3):
+    """`raymtl dashboard s3://…` as a user starts it: the page, and the run's numbers in its API
+    equal to what `raymtl results` printed from the same S3 RUN."""
+    run, done, fs, path, files, meter = on_s3
+    results = json.loads(done["results"].stdout)
+    with cli_server([run]) as (port, _):
+        status, _, page = request(port, "/")
+        assert status == 200 and b"<html" in page.lower()
+        status, _, body = request(port, "/api/overview")
+        assert status == 200
+        overview = json.loads(body)
+        status, _, body = request(port, "/api/tables")
+        assert status == 200
+        tables = json.loads(body)
+    (listed,) = overview["runs"]
+    assert listed["uri"] == run and listed["reduced"] and listed["ensemble"]
+    assert tables["table1"] == results["table1"] and tables["table2"] == results["table2"]
