@@ -78,7 +78,7 @@ def _validate(
             for h15, _ in frozen.batches(batch_size):
                 scores.append(_unwrap(net).head(h15)[target].float().softmax(dim=1).cpu().numpy())
             return recording_accuracy(frozen.clips, frozen.labels.cpu().numpy(), np.concatenate(scores))
-        for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        for batch in _numpy_batches(shard, batch_size):
             x = torch.as_tensor(batch[schema.X], device=device)
             out = net(x)[target].float().softmax(dim=1).cpu().numpy()
             clips.append(batch[schema.CLIP])
@@ -97,7 +97,7 @@ def _score_test(net: torch.nn.Module, shard, target: str, device, batch_size: in
         torch.no_grad(),
         torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"),
     ):
-        for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        for batch in _numpy_batches(shard, batch_size):
             x = torch.as_tensor(np.ascontiguousarray(batch[schema.X]), device=device)
             parts[SCORES].append(net(x)[target].float().softmax(dim=1).cpu().numpy().astype(np.float32))
             for k in TEST_ID_COLUMNS:
@@ -185,10 +185,10 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         )
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
-    left = state["epoch"] + 1 < max(stage.epochs.values())
-    pre = _precompute(stage, nets, train_shard, val_shards, device) if left else None
     epochs = stage.epochs
     first_epoch = state["epoch"] + 1
+    left = first_epoch < max(epochs.values())
+    pre = _precompute(stage, nets, train_shard, val_shards, device) if left else None
     for epoch in range(first_epoch, max(epochs.values())):
         t_epoch = time.perf_counter()
         if stage.experiment.mixup:
@@ -307,7 +307,7 @@ def _precompute(stage: StageConfig, nets: dict, train_shard, val_shards: dict, d
     validation = {
         target: compute_h15(
             plain[target],
-            val_shards[target].iter_batches(batch_size=batch_size),
+            _numpy_batches(val_shards[target], batch_size),
             target,
             device,
             with_ids=True,

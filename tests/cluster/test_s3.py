@@ -74,12 +74,16 @@ def on_s3(s3, autoscaling_cluster, tiny_data, cluster_preset, tmp_path_factory):
         if done[name].returncode != 0:
             break
     fs, path = pafs.FileSystem.from_uri(run)
-    files = {
-        i.path[len(path) + 1 :]: i.size
-        for i in fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return run, done, fs, path, _file_sizes(fs, path), meter
+
+
+def _file_sizes(fs, folder: str) -> dict[str, int]:
+    """Size of every file under `folder`, by its path below it."""
+    return {
+        i.path[len(folder) + 1 :]: i.size
+        for i in fs.get_file_info(pafs.FileSelector(folder, recursive=True, allow_not_found=True))
         if i.type == pafs.FileType.File
     }
-    return run, done, fs, path, files, meter
 
 
 def test_the_pipeline_runs_on_s3(on_s3):
@@ -124,7 +128,7 @@ def test_bytes_written_to_s3_per_member(on_s3):
     print(f"S3 bytes written per member: trial folders {trials}, Train checkpoints and state {train}")
 
 
-def test_bytes_read_from_s3_per_member(on_s3):
+def test_bytes_read_from_s3_per_member(on_s3, s3):
     """What the one-member ensemble read over HTTP from S3, by the meter in front of the server:
     its training, validation and test patches come from FEATURES on S3, so it reads at least
     the Parquet files of its own splits, and no more than a few passes over all of FEATURES
@@ -136,7 +140,8 @@ def test_bytes_read_from_s3_per_member(on_s3):
     run_written = sum(
         v[1] for k, v in ensemble.items() if k.split()[0] in ("PUT", "POST") and k.endswith("runs")
     )
-    on_s3_features = sum(v for k, v in _features_files(fs, path).items() if k.endswith(".parquet"))
+    _, features = pafs.FileSystem.from_uri(f"{s3[0]}/features")
+    on_s3_features = sum(v for k, v in _file_sizes(fs, features).items() if k.endswith(".parquet"))
     assert on_s3_features > 0
     assert 0 < features_read <= 4 * on_s3_features, (features_read, on_s3_features)
     assert run_written >= sum(v for k, v in files.items() if k.startswith("trials/")), ensemble
@@ -145,15 +150,6 @@ def test_bytes_read_from_s3_per_member(on_s3):
         f"FEATURES ({features_read / on_s3_features:.2f}x its {on_s3_features} bytes of Parquet) and "
         f"{run_read} bytes of the RUN; wrote {run_written} bytes to the RUN"
     )
-
-
-def _features_files(fs, run_path: str) -> dict[str, int]:
-    features = run_path.rsplit("/runs/", 1)[0] + "/features"
-    return {
-        i.path[len(features) + 1 :]: i.size
-        for i in fs.get_file_info(pafs.FileSelector(features, recursive=True))
-        if i.type == pafs.FileType.File
-    }
 
 
 def test_the_dashboard_reads_the_s3_run(on_s3):
