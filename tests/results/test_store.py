@@ -67,12 +67,27 @@ def test_table1_matches_the_reduce_summary_for_the_members(store, summary):
 def test_table1_rows_are_the_experiments_present_in_the_paper_order_with_its_figures(store):
     t1 = tables.table1(store, "triple")
     asc = t1["tasks"]["asc"]
-    assert [r["experiment"] for r in asc] == ["baseline-asc", "mtl-ic", "finetune-asc"]
+    assert [r["experiment"] for r in asc] == [
+        "baseline-asc",
+        "mtl",
+        "mtl-ic",
+        "finetune-asc",
+        "direct-asc",
+        "transfer-asc",
+    ]
     assert asc[0]["paper"] == {"mean": 0.7391, "std": 0.0074}
-    assert asc[2]["paper"] == {"mean": 0.7944, "std": 0.0038}
+    assert asc[3]["paper"] == {"mean": 0.7944, "std": 0.0038}
+    assert asc[5]["paper"] == {"mean": 0.7254, "std": 0.0152}  # §III-E's transfer figure
     aec = t1["tasks"]["aec"]
-    assert [r["experiment"] for r in aec] == ["baseline-aec", "mtl-ic", "finetune-aec"]
-    assert aec[1]["paper"] == {"mean": 0.6850, "std": 0.0065}
+    assert [r["experiment"] for r in aec] == [
+        "baseline-aec",
+        "mtl",
+        "mtl-ic",
+        "finetune-aec",
+        "direct-aec",
+        "transfer-aec",
+    ]
+    assert aec[2]["paper"] == {"mean": 0.6850, "std": 0.0065}
     with pytest.raises(UserError, match="valid: triple, quadruple, all"):
         tables.table1(store, "both")
 
@@ -195,8 +210,8 @@ def test_two_runs_side_by_side_get_distinct_names(finished_run, live_run):
 
 def test_the_trained_runs_progress_records_match_its_results(finished_run):
     """Every trial of the session's ensemble left its progress record (one entry per epoch, the
-    same metrics as metrics.jsonl, where it ran); the grid recorded the members it trained as
-    done, and none for the member `raymtl train` had trained before."""
+    same metrics as metrics.jsonl, where it ran); the study and the grid recorded the members
+    they trained as done."""
     import socket
 
     from raymtl import storage
@@ -205,7 +220,8 @@ def test_the_trained_runs_progress_records_match_its_results(finished_run):
     fs, path = storage.resolve(str(finished_run))
     trials = sorted(p.name for p in (finished_run / "trials").iterdir())
     records = RP.read_trial_progress(fs, path, trials)
-    assert set(records) == set(trials) and len(trials) == 14  # 4 members x 3 stages, 2 baselines
+    # The study's 10 experiments x 2 divisions (triple), then the 2 quadruple members' 3 stages.
+    assert set(records) == set(trials) and len(trials) == 26
     for name, record in records.items():
         lines = [
             json.loads(x) for x in (finished_run / "trials" / name / "metrics.jsonl").read_text().splitlines()
@@ -215,5 +231,5 @@ def test_the_trained_runs_progress_records_match_its_results(finished_run):
         assert record.placement.host == socket.gethostname() and record.placement.node_id
         assert record.placement.device == "cpu"
     members = RP.read_members(fs, path)
-    assert set(members) == {(2, 1, "triple"), (1, 1, "quadruple"), (2, 1, "quadruple")}
+    assert set(members) == {(d, 1, v) for d in (1, 2) for v in ("triple", "quadruple")}
     assert {m.state for m in members.values()} == {"done"}
