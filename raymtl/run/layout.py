@@ -19,6 +19,9 @@ path; they all call these (with the path inside the RUN's file system, `storage.
         summary.json                `raymtl reduce`'s result (raymtl.ensemble.reduce)
         predictions.parquet         ... and its per-recording predictions
         driver.lock                 the `raymtl ensemble` driver that holds the RUN (raymtl.ensemble.lock)
+      logs/
+        ray.log                     Ray's, Ray Data's, Train's and Tune's own logs, kept off the
+                                    terminal unless `raymtl -v` (raymtl.ray_logs; local RUNs only)
 
 Trial names come only from (experiment, division, repeat, variant) (raymtl.train.trial), never
 from timestamps or random values, so a rerun finds the same folders and resumes.
@@ -42,6 +45,8 @@ MEMBERS_DIR = "members"
 SUMMARY = "summary.json"
 PREDICTIONS = "predictions.parquet"
 DRIVER_LOCK = "driver.lock"
+LOGS_DIR = "logs"
+RAY_LOG = "ray.log"
 
 
 def manifest(run_path: str) -> str:
@@ -109,3 +114,8 @@ def predictions(run_path: str) -> str:
 
 def driver_lock(run_path: str) -> str:
     return join(ensemble_dir(run_path), DRIVER_LOCK)
+
+
+def ray_log(run_path: str) -> str:
+    """Ray's own logs of the commands run on this RUN (raymtl.ray_logs)."""
+    return join(run_path, LOGS_DIR, RAY_LOG)
