@@ -200,7 +200,7 @@ def render_grid(state: GridState, title: str, max_rows: int = MAX_ROWS) -> Table
     rows = state.rows()
     for u in rows[:max_rows]:
         acc = ", ".join(f"{t} {a:.3f}" for t, a in sorted(u.val_acc.items()))
-        took = "" if u.started is None else duration((u.ended or now) - u.started)
+        took = "" if u.started is None else duration((now if u.ended is None else u.ended) - u.started)
         status = Text(u.state, style=STATE_STYLE[u.state])
         if u.error:
             status.append(f": {u.error[:ERROR_CHARS]}")
@@ -275,7 +275,8 @@ class GridDisplay:
             self.state.finished(unit)
             if not self.live:
                 u = self.state.units[unit]
-                self._line(f"finished {unit} in {duration(u.ended - (u.started or u.ended))}")
+                took = 0.0 if u.started is None else u.ended - u.started
+                self._line(f"finished {unit} in {duration(took)}")
 
     def failed(self, unit: str, error: str) -> None:
         with self._lock:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-import pyarrow.fs as pafs
 from ray.data import DataContext
 
 from raymtl import storage
@@ -92,10 +91,9 @@ _ROUTE: RayLogRoute | None = None
 
 def local_log_path(run: str) -> tuple[Path, bool]:
     """The local file for `run`'s Ray log, and whether it is in the RUN itself (a local RUN) or
-    stands in for it under the temporary folder (a remote one)."""
-    fs, path = storage.resolve(run)
-    if isinstance(fs, pafs.LocalFileSystem):
-        return Path(layout.ray_log(path)), True
+    stands in for it under the temporary folder (a remote one: nothing is asked of its store)."""
+    if "://" not in run or run.startswith("file://"):
+        return Path(layout.ray_log(storage.resolve(run)[1])), True
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", run).strip("_")
     return Path(tempfile.gettempdir()) / "raymtl" / slug / layout.LOGS_DIR / layout.RAY_LOG, False
 
