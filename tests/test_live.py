@@ -198,7 +198,8 @@ def test_a_long_grid_shows_its_first_rows_and_counts_the_rest():
 def test_count_progress_logs_counts_and_an_eta_at_most_once_a_period(caplog):
     caplog.set_level(logging.INFO, logger=L.log.name)
     clock = Clock()
-    with L.count_progress("featurize", 10, unit="clips", stream=io.StringIO(), every_s=30, clock=clock) as bar:
+    stream = io.StringIO()  # not a terminal
+    with L.count_progress("featurize", 10, unit="clips", stream=stream, every_s=30, clock=clock) as bar:
         for t in (10, 20, 31, 40):
             clock.t = t
             bar.advance()
