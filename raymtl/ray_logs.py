@@ -98,11 +98,16 @@ def local_log_path(run: str) -> tuple[Path, bool]:
     return Path(tempfile.gettempdir()) / "raymtl" / slug / layout.LOGS_DIR / layout.RAY_LOG, False
 
 
-def quiet_progress_bars() -> None:
-    """Ray Data's progress bars off (the env variable reaches Ray's workers, which inherit the
-    driver's environment; the context is the driver's, copied to Train's workers). Without tqdm
-    installed each pass would also warn that progress bars are disabled."""
+def quiet_ray_output() -> None:
+    """Ray's own terminal output that is not logging, off.
+
+    Ray Data's progress bars (the env variable reaches Ray's workers, which inherit the driver's
+    environment; the context is the driver's, copied to Train's workers): without tqdm installed
+    each pass would also warn that progress bars are disabled. And Tune's new console output,
+    which prints its settings box and "View detailed results here" with `print` even at
+    verbose=0; the older reporter it replaces prints nothing at verbose=0."""
     os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.execution_options.verbose_progress = False
@@ -125,8 +130,8 @@ def route_ray_logs(
     route = RayLogRoute(None, verbose, [(lg, list(lg.handlers), lg.propagate, lg.level) for lg in loggers])
     _ROUTE = route
     if verbose:
-        return route  # progress bars too: a verbose user may well want them
-    quiet_progress_bars()
+        return route  # Ray's progress bars and Tune's output too
+    quiet_ray_output()
     for lg in loggers:
         # Ray's console handlers go; its own files (Ray Data's, in the session folder) stay.
         for h in list(lg.handlers):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,8 @@ def ray_console():
 @pytest.fixture
 def route(monkeypatch, ray_console):
     """route(run, verbose) -> (the routing, the terminal stream); undone after the test."""
-    monkeypatch.setenv("RAY_DATA_DISABLE_PROGRESS_BARS", "1")  # restored after the test
+    for name in ("RAY_DATA_DISABLE_PROGRESS_BARS", "RAY_AIR_NEW_OUTPUT"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # restored after the test
     made = []
 
     def make(run, verbose=False):
@@ -122,6 +124,12 @@ def test_worker_output_is_echoed_only_when_verbose_and_undo_restores_ray_logging
     assert ray_logs.log_to_driver()
     assert (list(ray_logger.handlers), ray_logger.propagate) == before
     assert list(logging.getLogger("ray.data").handlers) == data_before
+
+
+def test_without_verbose_ray_data_progress_bars_and_tune_console_output_are_off(route, tmp_path):
+    route(tmp_path / "run")
+    assert os.environ["RAY_DATA_DISABLE_PROGRESS_BARS"] == "1" and os.environ["RAY_AIR_NEW_OUTPUT"] == "0"
+    assert not ray_logs.DataContext.get_current().enable_progress_bars
 
 
 def test_routing_again_replaces_the_first(route, tmp_path):
