@@ -41,7 +41,16 @@ NO_FILE_LEVEL = logging.WARNING  # ... and when they have none
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class StderrHandler(logging.StreamHandler):
+class PinnedFormat:
+    """A handler whose formatter is set once: `ray.init` sets its own on every handler of the
+    "ray" logger (ray._private.ray_logging.setup_logger), ours included."""
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:
+        if getattr(self, "formatter", None) is None:
+            super().setFormatter(fmt)
+
+
+class StderrHandler(PinnedFormat, logging.StreamHandler):
     """Writes to whatever sys.stderr is when a record comes (as logging's last resort does), so
     a display that redirects stderr (raymtl.live) or a test capturing it sees the line."""
 
@@ -53,7 +62,11 @@ class StderrHandler(logging.StreamHandler):
         return sys.stderr
 
 
-class LazyFileHandler(logging.FileHandler):
+class PinnedStreamHandler(PinnedFormat, logging.StreamHandler):
+    pass
+
+
+class LazyFileHandler(PinnedFormat, logging.FileHandler):
     """A file handler that makes its folder and file with the first record: a command that
     fails before Ray says anything leaves no logs/ folder in the RUN."""
 
@@ -141,7 +154,7 @@ def route_ray_logs(
             lg.propagate = True  # to the "ray" logger's handlers below, and no further
     ray_logger = logging.getLogger(RAY_LOGGER)
     ray_logger.propagate = False  # never the root logger's terminal handler
-    terminal = StderrHandler() if stream is None else logging.StreamHandler(stream)
+    terminal = StderrHandler() if stream is None else PinnedStreamHandler(stream)
     terminal.setLevel(NO_FILE_LEVEL if run is None else TERMINAL_LEVEL)
     terminal.setFormatter(formatter or logging.Formatter(FILE_FORMAT))
     route.added.append(terminal)

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from ray._private.ray_logging import setup_logger
 
 from raymtl import ray_logs
 from raymtl.run import layout
@@ -62,6 +63,14 @@ def test_ray_data_records_go_to_the_run_and_not_to_the_terminal(route, tmp_path,
     assert "INFO ray.data: Execution plan of Dataset dataset_1" in text
     assert "WARNING ray.tune: a Tune warning" in text
     assert terminal.getvalue() == "" and ray_console.getvalue() == ""
+
+
+def test_ray_init_keeps_our_format(route, tmp_path):
+    r, terminal = route(tmp_path / "run")
+    setup_logger(logging.INFO, "%(filename)s -- %(message)s")  # what ray.init does
+    logging.getLogger("ray.train").error("worker 0 died")
+    assert "ERROR ray.train: worker 0 died" in terminal.getvalue()
+    assert "ERROR ray.train: worker 0 died" in read(r.path)
 
 
 def test_ray_errors_still_reach_the_terminal(route, tmp_path):
