@@ -25,6 +25,37 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATEFMT = "%H:%M:%S"
 
 
+def _grid_arguments(p: argparse.ArgumentParser) -> None:
+    """How a grid (`ensemble`, `study`) places its Train runs."""
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="accelerators per member (default: 1 if the cluster has, or can autoscale to, nodes with "
+        "the --accelerator resource, else 0)",
+    )
+    p.add_argument(
+        "--accelerator",
+        default="GPU",
+        help="the resource name members request as their accelerator (default GPU; a custom resource "
+        "of the accelerator nodes places members there and trains on CPU, e.g. a local dry run)",
+    )
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=None,
+        help="per Train worker (default: 1; 0.5 on a CPU-only machine with fewer than 3 CPUs, "
+        "so that two members train at once)",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=None,
+        help="members at once (default: all on a cluster that can add nodes, else what fits now)",
+    )
+    p.add_argument("--max-failures", type=int, default=2, help="worker restarts per stage")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="raymtl", description=__doc__.splitlines()[0])
     p.add_argument(
@@ -76,33 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--repeats", type=int, default=3, help="repeats 1..N")
     e.add_argument("--variants", default="triple,quadruple")
     e.add_argument("--tasks", default="asc,aec")
-    e.add_argument(
-        "--gpus-per-trial",
-        type=float,
+    _grid_arguments(e)
+
+    st = sub.add_parser(
+        "study",
+        help="every experiment of Table I and §III-E (baselines, MTL, fine-tunes, direct, transfer) as "
+        "one Tune grid, sharing the RUN with `raymtl ensemble`",
+    )
+    st.add_argument("--features", required=True)
+    st.add_argument("--out", required=True, help="RUN folder")
+    st.add_argument("--preset", default="paper", help="tiny | demo | paper")
+    st.add_argument("--divisions", default="1,2,3,4", help="comma-separated, e.g. 1,2")
+    st.add_argument("--repeats", type=int, default=3, help="repeats 1..N")
+    st.add_argument("--variants", default="triple", help="triple (Table I's, default); add quadruple")
+    st.add_argument(
+        "--experiments",
         default=None,
-        help="accelerators per member (default: 1 if the cluster has, or can autoscale to, nodes with "
-        "the --accelerator resource, else 0)",
+        help="comma-separated subset (default: all ten); what they start from is added",
     )
-    e.add_argument(
-        "--accelerator",
-        default="GPU",
-        help="the resource name members request as their accelerator (default GPU; a custom resource "
-        "of the accelerator nodes places members there and trains on CPU, e.g. a local dry run)",
-    )
-    e.add_argument(
-        "--cpus-per-trial",
-        type=float,
+    st.add_argument(
+        "--estimate",
+        choices=("h100", "a10g"),
         default=None,
-        help="per Train worker (default: 1; 0.5 on a CPU-only machine with fewer than 3 CPUs, "
-        "so that two members train at once)",
+        help="print the study's GPU-hours on this accelerator by arithmetic, and train nothing",
     )
-    e.add_argument(
-        "--max-concurrent",
-        type=int,
-        default=None,
-        help="members at once (default: all on a cluster that can add nodes, else what fits now)",
-    )
-    e.add_argument("--max-failures", type=int, default=2, help="worker restarts per stage")
+    _grid_arguments(st)
 
     c = sub.add_parser(
         "cluster-config", help="publish an autoscaling config's worker node types to the cluster"
@@ -188,7 +217,7 @@ def _int_list(text: str, what: str) -> list[int]:
 
 @command("ensemble")
 def _ensemble(args: argparse.Namespace) -> int:
-    from raymtl.ensemble.grid import GridOptions, run_ensemble
+    from raymtl.ensemble.grid import run_ensemble
     from raymtl.ensemble.plan import EnsemblePlan
 
     plan = EnsemblePlan(
@@ -197,19 +226,59 @@ def _ensemble(args: argparse.Namespace) -> int:
         variants=[v for v in args.variants.split(",") if v],
         tasks=[t for t in args.tasks.split(",") if t],
     )
-    options = GridOptions(
+    report = run_ensemble(args.features, args.out, args.preset, plan, _grid_options(args))
+    print(report.summary())
+    if report.failed:
+        return 1
+    print(f"next: raymtl reduce {args.out}")
+    return 0
+
+
+def _grid_options(args: argparse.Namespace):
+    from raymtl.ensemble.grid import GridOptions
+
+    return GridOptions(
         gpus_per_trial=args.gpus_per_trial,
         cpus_per_trial=args.cpus_per_trial,
         max_concurrent=args.max_concurrent,
         max_failures=args.max_failures,
         accelerator=args.accelerator,
     )
-    report = run_ensemble(args.features, args.out, args.preset, plan, options)
+
+
+@command("study")
+def _study(args: argparse.Namespace) -> int:
+    from raymtl.ensemble.study import StudyPlan, parse_experiments, run_study
+
+    plan = StudyPlan(
+        divisions=_int_list(args.divisions, "divisions"),
+        repeats=list(range(1, args.repeats + 1)),
+        variants=[v for v in args.variants.split(",") if v],
+        experiments=parse_experiments(args.experiments),
+    )
+    if args.estimate:
+        print(_study_estimate(plan, args))
+        return 0
+    report = run_study(args.features, args.out, args.preset, plan, _grid_options(args))
     print(report.summary())
     if report.failed:
         return 1
-    print(f"next: raymtl reduce {args.out}")
+    print(f"next: raymtl results {args.out}")
     return 0
+
+
+def _study_estimate(plan, args: argparse.Namespace) -> str:
+    from raymtl.config import get_preset
+    from raymtl.ensemble.cost import ACCELERATORS, estimate
+    from raymtl.train.trial import TrialSpec
+
+    specs = [
+        TrialSpec(e, c["division"], c["repeat"], c["variant"])
+        for c in plan.chains()
+        for e in c["experiments"]
+    ]
+    cost = estimate(specs, get_preset(args.preset), args.features)
+    return "\n".join([f"study: {plan.describe()}", *cost.lines(ACCELERATORS[args.estimate])])
 
 
 @command("cluster-config")
@@ -274,7 +343,7 @@ def _demo(args: argparse.Namespace) -> int:
 # The verbs that run Ray Data, Train or Tune: unless --verbose, Ray's own logs go to their RUN's
 # logs/ray.log (raymtl.ray_logs). featurize writes FEATURES, not a RUN: its Ray logs stay on the
 # terminal from WARNING up. The other verbs leave Ray's logging as Ray sets it up.
-RAY_LOG_VERBS = ("featurize", "train", "ensemble", "demo")
+RAY_LOG_VERBS = ("featurize", "train", "ensemble", "study", "demo")
 
 
 def _route_ray_logs(args: argparse.Namespace) -> None:

@@ -64,7 +64,7 @@ MEMBER_EXPERIMENTS = ("baseline-asc", "baseline-aec", "mtl-ic", "finetune-asc", 
 MEMBER_ARGS = ["--division", "1", "--repeat", "1", "--variant", "triple", "--preset", "tiny"]
 # The marker of every test that trains networks on Ray Train, directly or through these
 # session fixtures (`pytest -m "not training"` is the quick tier).
-TRAINING_FIXTURES = {"tiny_run", "tiny_ensemble"}
+TRAINING_FIXTURES = {"tiny_run", "tiny_study", "tiny_ensemble"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -114,36 +114,69 @@ def grid_preset():
     return dataclasses.replace(tiny, name="tiny-grid", train=train)
 
 
-@pytest.fixture(scope="session")
-def tiny_ensemble(tiny_features, tmp_path_factory):
-    """The issue's must-show ensemble (divisions 1,2 x triple,quadruple, repeat 1, both tasks) on
-    the `grid_preset`, then `raymtl reduce`, in a RUN of its own. Its member d1-r1-triple and both
-    baselines are first trained by one `raymtl train --experiment baseline-asc,...,finetune-aec`,
-    so the ensemble finds one member done (and Table I has its baseline rows). Returns (run
-    folder, ensemble exit code, its stdout, reduce exit code, mtime of that member's mtl-ic
-    result.json before the ensemble). Results, dashboard and predict tests read this finished
-    RUN.
+STUDY_ARGS = ["--divisions", "1,2", "--repeats", "1"]
 
-    For working on those tests only: RAYMTL_TEST_ENSEMBLE=/path/to/a/finished/RUN skips the
+
+@pytest.fixture(scope="session")
+def tiny_study(tiny_features, tmp_path_factory):
+    """`raymtl study --divisions 1,2 --repeats 1` (every experiment of Table I, triple variant)
+    on the `grid_preset`, in the RUN the ensemble then shares (`tiny_ensemble`). Returns (run
+    folder, exit code, its stdout, wall seconds, preset file).
+
+    For working on the results tests only: RAYMTL_TEST_ENSEMBLE=/path/to/a/finished/RUN skips the
     training (CI never sets it)."""
     import contextlib
     import io
     import json
+    import time
 
     from raymtl.cli import main
 
     given = os.environ.get("RAYMTL_TEST_ENSEMBLE")
     if given:
-        return Path(given), 0, "(given by RAYMTL_TEST_ENSEMBLE)", 0, None
+        return Path(given), 0, "(given by RAYMTL_TEST_ENSEMBLE)", 0.0, None
     root = tmp_path_factory.mktemp("ensemble")
     preset = root / "tiny-grid.json"
     preset.write_text(json.dumps(grid_preset().to_dict()))
     run = root / "RUN"
-    common = ["--features", str(tiny_features), "--out", str(run), "--preset", str(preset)]
-    member = ["--division", "1", "--repeat", "1", "--variant", "triple"]
-    if main(["train", "--experiment", ",".join(MEMBER_EXPERIMENTS), *member, *common]) != 0:
-        pytest.fail("training the ensemble's first member with `raymtl train` failed")
+    out = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(out):
+        code = main(
+            [
+                "study",
+                "--features",
+                str(tiny_features),
+                "--out",
+                str(run),
+                "--preset",
+                str(preset),
+                *STUDY_ARGS,
+            ]
+        )
+    return run, code, out.getvalue(), time.perf_counter() - t0, preset
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble(tiny_study, tiny_features):
+    """The issue's must-show ensemble (divisions 1,2 x triple,quadruple, repeat 1, both tasks) on
+    the `grid_preset`, then `raymtl reduce`, in the study's RUN (`tiny_study`): the study trained
+    the triple members, so the ensemble finds two members done and trains the two quadruple ones
+    (and Table I has every experiment's row). Returns (run folder, ensemble exit code, its stdout,
+    reduce exit code, mtime of member d1-r1-triple's mtl-ic result.json before the ensemble).
+    Results, dashboard and predict tests read this finished RUN."""
+    import contextlib
+    import io
+
+    from raymtl.cli import main
+
+    run, study_code, study_out, _, preset = tiny_study
+    if preset is None:  # RAYMTL_TEST_ENSEMBLE
+        return run, 0, study_out, 0, None
+    if study_code != 0:
+        pytest.fail(f"the study that trains the ensemble's first members failed:\n{study_out}")
     before = (run / "trials" / "mtl-ic-d1-r1-triple" / "result.json").stat().st_mtime_ns
+    common = ["--features", str(tiny_features), "--out", str(run), "--preset", str(preset)]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = main(["ensemble", *common, *ENSEMBLE_ARGS, "--tasks", "asc,aec"])

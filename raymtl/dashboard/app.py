@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from raymtl.config import TASKS
-from raymtl.results import tables
+from raymtl.results import claims, tables
 from raymtl.results.catalog import TABLES
 from raymtl.results.confusion import NotFound, confusion
 from raymtl.results.format import plain
@@ -195,6 +195,7 @@ def create_app(
                 "runs": store.run_names(),
                 "table1": tables.table1(store, variant),
                 "table2": tables.table2(store),
+                "claims": claims.claims(store, variant),
             }
         )
 

@@ -1,6 +1,9 @@
-"""The ensemble grid: every member as Ray Train runs under Ray Tune.
+"""The grids: chains of trials as Ray Train runs under Ray Tune (the ensemble's members, the study's
+chains, raymtl.ensemble.study).
 
-One Tune trial per (division, repeat, variant) runs that member's stages back to back: the
+A chain (raymtl.train.chains) is a list of trials of one (division, repeat, variant) that one
+Train run trains in order, each fine-tune after the trial it starts from. The ensemble's chains
+are its members: one Tune trial per (division, repeat, variant) runs that member's stages back to back: the
 `mtl-ic` trial (which trains the stage-1 network of each target task: alpha 0.7 and ASC's
 epochs for ASC, alpha 0.6 and AEC's epochs for AEC), then `finetune-asc` and `finetune-aec`,
 each starting as soon as its own stage 1 is recorded. The stages are one `TorchTrainer` run
@@ -37,6 +40,7 @@ from raymtl.run import layout
 from raymtl.run.progress import DONE, FAILED, QUEUED, RUNNING, write_member
 from raymtl.train import trial as T
 from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trials
+from raymtl.train.trial import TrialSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +50,8 @@ EPOCH_LOG_S = 30.0  # progress: at most one epoch line per running member this o
 
 @dataclass(frozen=True)
 class GridOptions:
-    gpus_per_trial: float | None = (
-        None  # accelerators per Train worker; None: 1 if the cluster has or can add them
-    )
+    # Accelerators per Train worker; None: 1 if the cluster has or can add them.
+    gpus_per_trial: float | None = None
     cpus_per_trial: float | None = None  # per Train worker; None: `raymtl.ensemble.capacity.plan_resources`
     max_concurrent: int | None = None  # None: every member on a cluster that can add nodes, else what fits
     max_failures: int = 2  # Train worker restarts per stage
@@ -64,10 +67,22 @@ def member_trials(division: int, repeat: int, variant: str, tasks) -> list[T.Tri
     return specs
 
 
-def run_member(config: dict[str, Any]) -> dict[str, Any]:
-    """Tune function trainable: one member's stages, skipping those already finished."""
+def _chain_specs(chain: dict[str, Any]) -> list[TrialSpec]:
+    return [TrialSpec(e, chain["division"], chain["repeat"], chain["variant"]) for e in chain["experiments"]]
 
-    m = config["member"]
+
+def chain_name(chain: dict[str, Any]) -> str:
+    """The chain's Train run name (raymtl.train.trial.chain_run_name): `member-d1-r1-triple` for
+    a member's stages, e.g. `direct-asc+transfer-aec-d1-r1-triple` for another chain."""
+    return T.chain_run_name(_chain_specs(chain))
+
+
+def run_chain(config: dict[str, Any]) -> dict[str, Any]:
+    """Tune function trainable: one chain's trials in one Train run, skipping those already
+    finished. A chain that is an ensemble member (`config["member"]`) also keeps the member's
+    state record (raymtl.run.progress) up to date."""
+
+    chain = config["chain"]
     options = TrialOptions(
         use_gpu=config["gpus_per_trial"] > 0,
         cpus_per_worker=config["cpus_per_trial"],
@@ -76,20 +91,35 @@ def run_member(config: dict[str, Any]) -> dict[str, Any]:
         max_failures=config["max_failures"],
         train_callbacks=(TuneReportCallback(),),
     )
-    specs = member_trials(m["division"], m["repeat"], m["variant"], config["tasks"])
-    name = T.member_run_name(m["division"], m["repeat"], m["variant"])
-    coords = (config["run"], m["division"], m["repeat"], m["variant"])
+    specs = _chain_specs(chain)
+    coords = (config["run"], chain["division"], chain["repeat"], chain["variant"])
+    member = chain["member"]
     preset = Preset.from_dict(config["preset"])
-    write_member(*coords, RUNNING, placement=placement())
+    if member:
+        write_member(*coords, RUNNING, placement=placement())
     try:
-        results = run_trials(specs, config["features"], config["run"], preset, options, name)
+        results = run_trials(specs, config["features"], config["run"], preset, options, chain_name(chain))
     except BaseException as e:
-        write_member(*coords, FAILED, error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
+        if member:
+            write_member(*coords, FAILED, error=f"{type(e).__name__}: {e}".splitlines()[0][:300])
         raise
-    write_member(*coords, DONE)
+    if member:
+        write_member(*coords, DONE)
     final = {f"{o.result.experiment}/{t}": a for o in results for t, a in o.result.test_accuracy.items()}
-    tune.report({"member_done": 1, **final})
+    tune.report({"chain_done": 1, **final})
     return final
+
+
+@dataclass(frozen=True)
+class GridOutcome:
+    """What a grid did: its chains, those finished before, those trained now and those failed."""
+
+    chains: int
+    finished_before: int
+    trained: int
+    failed: list[str]
+    trials_trained: int  # trials not finished before, in the chains that ran
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -109,18 +139,20 @@ class EnsembleReport:
         )
 
 
-def _member_name(m: dict) -> str:
-    return f"d{m['division']}-r{m['repeat']}-{m['variant']}"
+def member_chain(division: int, repeat: int, variant: str, tasks) -> dict[str, Any]:
+    """An ensemble member as a chain: `mtl-ic`, then the fine-tune of each task."""
+    experiments = [s.experiment for s in member_trials(division, repeat, variant, tasks)]
+    return {"experiments": experiments, "division": division, "repeat": repeat, "variant": variant}
 
 
-def _member_done(run: str, m: dict, tasks) -> bool:
-    return all(T.is_finished(run, s) for s in member_trials(m["division"], m["repeat"], m["variant"], tasks))
+def _chain_done(run: str, chain: dict[str, Any]) -> bool:
+    return all(T.is_finished(run, s) for s in _chain_specs(chain))
 
 
 class _Progress:
-    """A Tune callback logging members done / running / failed and the time so far."""
+    """A Tune callback logging chains done / running / failed and the time so far."""
 
-    def __new__(cls, total: int, already: int):
+    def __new__(cls, what: str, total: int, already: int):
 
         class Progress(Callback):
             def __init__(self):
@@ -128,23 +160,24 @@ class _Progress:
                 self.done, self.failed, self.running = already, 0, set()
                 self.last_epoch_log: dict[str, float] = {}
 
-            def _log(self, what: str) -> None:
+            def _log(self, event: str) -> None:
                 log.info(
-                    "ensemble: %d/%d members done, %d running, %d failed, %.0f s (%s)",
+                    "%s: %d/%d done, %d running, %d failed, %.0f s (%s)",
+                    what,
                     self.done,
                     total,
                     len(self.running),
                     self.failed,
                     time.perf_counter() - self.t0,
-                    what,
+                    event,
                 )
 
             def on_trial_start(self, iteration, trials, trial, **info):
                 self.running.add(trial.trial_id)
-                self._log(f"started {_member_name(trial.config['member'])}")
+                self._log(f"started {chain_name(trial.config['chain'])}")
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                # One line per member at most every EPOCH_LOG_S: where each running member is.
+                # One line per chain at most every EPOCH_LOG_S: where each running chain is.
                 now = time.perf_counter()
                 if "trial" not in result or now - self.last_epoch_log.get(trial.trial_id, -1e9) < EPOCH_LOG_S:
                     return
@@ -154,7 +187,7 @@ class _Progress:
                 )
                 log.info(
                     "  %s: %s epoch %s%s",
-                    _member_name(trial.config["member"]),
+                    chain_name(trial.config["chain"]),
                     result["trial"],
                     result["epoch"],
                     f" ({accs})" if accs else "",
@@ -163,12 +196,12 @@ class _Progress:
             def on_trial_complete(self, iteration, trials, trial, **info):
                 self.running.discard(trial.trial_id)
                 self.done += 1
-                self._log(f"finished {_member_name(trial.config['member'])}")
+                self._log(f"finished {chain_name(trial.config['chain'])}")
 
             def on_trial_error(self, iteration, trials, trial, **info):
                 self.running.discard(trial.trial_id)
                 self.failed += 1
-                self._log(f"FAILED {_member_name(trial.config['member'])}")
+                self._log(f"FAILED {chain_name(trial.config['chain'])}")
 
         return Progress()
 
@@ -187,32 +220,47 @@ def run_ensemble(
     features, run = storage.absolute(features), storage.absolute(run)  # trials run in other folders
     ensure_run_manifest(run, preset, features)
     write_plan(run, plan, preset=preset.name)
-    with RunLock(run):  # one driver per RUN, from before it looks at what is finished
-        return _train_members(features, run, preset, plan, options, t0)
-
-
-def _train_members(
-    features: str, run: str, preset: Preset, plan: EnsemblePlan, options: GridOptions, t0: float
-) -> EnsembleReport:
     members = [
-        {"division": d, "repeat": r, "variant": v}
-        for r in plan.repeats
-        for v in plan.variants
-        for d in plan.divisions
+        member_chain(d, r, v, plan.tasks) for r in plan.repeats for v in plan.variants for d in plan.divisions
     ]
-    todo = [m for m in members if not _member_done(run, m, plan.tasks)]
-    done_before = len(members) - len(todo)
+    log.info("ensemble: %d members, tasks %s", len(members), ",".join(plan.tasks))
+    with RunLock(run):  # one driver per RUN, from before it looks at what is finished
+        out = train_chains(features, run, preset, members, options, layout.GRID, "ensemble", members=True)
+    return EnsembleReport(
+        run, out.chains, out.finished_before, out.trained, out.failed, time.perf_counter() - t0
+    )
+
+
+def train_chains(
+    features: str,
+    run: str,
+    preset: Preset,
+    chains: list[dict[str, Any]],
+    options: GridOptions,
+    tune_name: str,
+    what: str,
+    members: bool = False,
+) -> GridOutcome:
+    """Train every chain of `chains` not finished in `run` as one Tune grid named `tune_name`
+    (under RUN/ray); `members`: the chains are ensemble members (their state records are kept),
+    unless a chain says otherwise in its own "member" key. The caller holds the RUN's lock."""
+    t0 = time.perf_counter()
+    chains = [{"member": members, **c} for c in chains]
+    todo = [c for c in chains if not _chain_done(run, c)]
+    done_before = len(chains) - len(todo)
+    trials_todo = sum(not T.is_finished(run, s) for c in todo for s in _chain_specs(c))
     log.info(
-        "ensemble: %d members (%d already done), tasks %s", len(members), done_before, ",".join(plan.tasks)
+        "%s: %d chains (%d already done, %d trials to train)", what, len(chains), done_before, trials_todo
     )
     if not todo:
-        return EnsembleReport(run, len(members), done_before, 0, [], time.perf_counter() - t0)
+        return GridOutcome(len(chains), done_before, 0, [], 0, time.perf_counter() - t0)
 
-    for m in todo:  # our own record of the queue (raymtl.run.progress), until Tune starts each
-        write_member(run, m["division"], m["repeat"], m["variant"], QUEUED)
+    for c in todo:  # our own record of the members' queue (raymtl.run.progress), until Tune starts each
+        if c["member"]:
+            write_member(run, c["division"], c["repeat"], c["variant"], QUEUED)
     ensure_ray()
     capacity = read_capacity()
-    log.info("ensemble: cluster: %s", capacity.describe())
+    log.info("%s: cluster: %s", what, capacity.describe())
     resources = plan_resources(
         capacity,
         len(todo),
@@ -224,41 +272,39 @@ def _train_members(
     options = dataclasses.replace(
         options, gpus_per_trial=resources.accelerators_per_trial, cpus_per_trial=resources.cpus_per_trial
     )
-    log.info("ensemble: %s", resources.describe())
-    results = _fit(
-        todo, features, run, preset, plan, options, resources.max_concurrent, len(members), done_before
-    )
-    failed = [_member_name(r.config["member"]) for r in results if r.error is not None]
+    log.info("%s: %s", what, resources.describe())
+    progress = _Progress(what, len(chains), done_before)
+    results = _fit(todo, features, run, preset, options, resources.max_concurrent, tune_name, progress)
+    failed = [chain_name(r.config["chain"]) for r in results if r.error is not None]
     for r in results:
         if r.error is not None:
-            log.error("member %s failed: %s", _member_name(r.config["member"]), r.error)
+            log.error("%s failed: %s", chain_name(r.config["chain"]), r.error)
     trained = len(todo) - len(failed)
-    return EnsembleReport(run, len(members), done_before, trained, failed, time.perf_counter() - t0)
+    return GridOutcome(len(chains), done_before, trained, failed, trials_todo, time.perf_counter() - t0)
 
 
-def _fit(todo, features, run, preset, plan, options, max_concurrent, total, done_before):
-    """The Tune run of the members in `todo`; its results."""
+def _fit(todo, features, run, preset, options, max_concurrent, tune_name, progress):
+    """The Tune run of the chains in `todo`; its results."""
 
     fs, run_path = storage.resolve(run)
     tuner = tune.Tuner(
-        # The member function only drives Train runs: it holds (almost) no CPU of its own, so the
+        # The chain function only drives Train runs: it holds (almost) no CPU of its own, so the
         # Train workers and Ray Data get the cluster (docs/method.md §8: Tune can starve Data
         # otherwise). Tune refuses an empty resource request, hence 0.01 rather than 0.
-        tune.with_resources(run_member, {"CPU": 0.01}),
+        tune.with_resources(run_chain, {"CPU": 0.01}),
         param_space={
-            "member": tune.grid_search(todo),
+            "chain": tune.grid_search(todo),
             "features": features,
             "run": run,
             "preset": preset.to_dict(),
-            "tasks": list(plan.tasks),
             **{k: v for k, v in dataclasses.asdict(options).items() if k != "max_concurrent"},
         },
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
         run_config=tune.RunConfig(
-            name=layout.GRID,
+            name=tune_name,
             storage_path=layout.ray_storage(run, run_path),
             failure_config=tune.FailureConfig(max_failures=1),
-            callbacks=[_Progress(total, done_before)],
+            callbacks=[progress],
             verbose=0,
         ),
     )

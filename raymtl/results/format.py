@@ -86,7 +86,22 @@ def report_text(doc: dict[str, Any]) -> str:
         missing = {r: v["missing"] for r, v in t["runs"].items() if v and v["missing"]}
         for r, names in missing.items():
             out.append(f"{r}: fused without {', '.join(names)}")
+    out += _claims_text(doc["claims"], runs)
     return "\n".join(out)
+
+
+def _claims_text(c: dict[str, Any], runs: Sequence[str]) -> list[str]:
+    """The paper's claims: per claim, each run's verdict and paired figures (differences in points)."""
+    out = [
+        "",
+        f"The paper's claims, each a paired comparison over divisions and repeats ({c['variant']} "
+        f"variant; the ensemble against each member); mean difference in points, "
+        f"{100 * c['confidence']:.0f} % interval:",
+    ]
+    for k in c["claims"]:
+        out.append(f"  {k['task']}: {k['claim']} ({k['source']})")
+        out += [f"    {run}: {k['runs'][run]['words']}" for run in runs]
+    return out
 
 
 def _t2(v: dict | None, key: str, n_key: str) -> str:

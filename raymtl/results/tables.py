@@ -17,6 +17,7 @@ from typing import Any
 from raymtl.config import TASKS
 from raymtl.errors import UserError
 from raymtl.results import paper
+from raymtl.results.claims import claims
 from raymtl.results.store import ResultsStore
 from raymtl.train.experiments import EXPERIMENTS
 
@@ -129,4 +130,5 @@ def report(store: ResultsStore, variant: str = "triple") -> dict[str, Any]:
         "runs": progress(store),
         "table1": table1(store, variant),
         "table2": table2(store),
+        "claims": claims(store, variant),
     }

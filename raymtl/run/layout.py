@@ -7,6 +7,8 @@ path; they all call these (with the path inside the RUN's file system, `storage.
         <trial>/                    ... of a `raymtl train` run of one trial
         member-d<K>-r<R>-<variant>/ ... of an ensemble member's Train run (all its trials)
         grid/                       ... of the ensemble's Tune experiment
+        study/                      ... of the study's Tune experiment
+        <chain>/                    ... of a study chain's Train run (raymtl.train.trial.chain_run_name)
       trials/<trial>/
         result.json                 written last: its presence means the trial is finished
         scores.parquet              every test patch's scores, per task (raymtl.train.scoring)
@@ -18,7 +20,9 @@ path; they all call these (with the path inside the RUN's file system, `storage.
         members/d<K>-r<R>-<variant>.json   each member's state (raymtl.run.progress)
         summary.json                `raymtl reduce`'s result (raymtl.ensemble.reduce)
         predictions.parquet         ... and its per-recording predictions
-        driver.lock                 the `raymtl ensemble` driver that holds the RUN (raymtl.ensemble.lock)
+        driver.lock                 the `ensemble` or `study` driver holding the RUN (raymtl.ensemble.lock)
+      study/
+        plan.json                   the last `raymtl study`'s plan (raymtl.ensemble.study)
       logs/
         ray.log                     Ray's, Ray Data's, Train's and Tune's own logs, kept off the
                                     terminal unless `raymtl -v` (raymtl.ray_logs; local RUNs only)
@@ -34,6 +38,7 @@ from raymtl.storage import join
 MANIFEST = "manifest.json"
 RAY_DIR = "ray"
 GRID = "grid"  # the ensemble's Tune experiment, under RAY_DIR
+STUDY = "study"  # the study's Tune experiment (under RAY_DIR) and its folder in the RUN
 TRIALS_DIR = "trials"
 ENSEMBLE_DIR = "ensemble"
 RESULT = "result.json"
@@ -114,6 +119,10 @@ def predictions(run_path: str) -> str:
 
 def driver_lock(run_path: str) -> str:
     return join(ensemble_dir(run_path), DRIVER_LOCK)
+
+
+def study_plan(run_path: str) -> str:
+    return join(run_path, STUDY, PLAN)
 
 
 def ray_log(run_path: str) -> str:

@@ -156,12 +156,10 @@ class TaskSummary:
     n_classes: int | None
     member_accuracy: MemberAccuracy
     table1: dict[str, dict[str, Any]]  # per variant and "all": {mean, std, n_repeats, per_repeat}
-    eight_member: dict[
-        str, Any
-    ]  # {combinations: [{triple_repeat, quadruple_repeat, members, accuracy}], mean}
-    by_size: tuple[
-        dict[str, Any], ...
-    ]  # [{groups, members, combinations, total_combinations, mean, min, max}]
+    # {combinations: [{triple_repeat, quadruple_repeat, members, accuracy}], mean}
+    eight_member: dict[str, Any]
+    # [{groups, members, combinations, total_combinations, mean, min, max}]
+    by_size: tuple[dict[str, Any], ...]
     note: str | None = None  # why nothing was fused
 
     def to_dict(self) -> dict[str, Any]:

@@ -115,15 +115,13 @@ class _Keeper:
         self.kept = 0
 
     def __call__(self, what: str, dataset: str, division: int, split: str, variant: str) -> bool:
-
         n = partitions.stored_bytes(self.features, dataset, division, split, variant)
         keep = streams.fits_in_object_store(self.kept + n)
         self.kept += n if keep else 0
-        why = (
-            "kept in the object store after the first read"
-            if keep
-            else ("streamed from Parquet on every pass (more than this node's object store can keep)")
-        )
+        if keep:
+            why = "kept in the object store after the first read"
+        else:
+            why = "streamed from Parquet on every pass (more than this node's object store can keep)"
         patches = partitions.expected_patches(self.features, dataset, division, split, variant)
         log.info("%s: %.1f MB of clip rows (%d patches) %s", what, n / 1e6, patches, why)
         return keep

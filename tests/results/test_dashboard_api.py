@@ -114,6 +114,11 @@ def test_tables_api_matches_the_summary(port, summary, finished_run):
         row = next(r for r in data["table1"]["tasks"][task] if r["experiment"] == f"finetune-{task}")
         assert row["runs"][run]["mean"] == pytest.approx(s["table1"]["all"]["mean"], abs=1e-12)
         assert row["runs"]["LIVE"] is None or row["runs"]["LIVE"]["n_trials"] == 1
+    # The claims as `raymtl results` computes them, per run (the finished run: the study's pairs).
+    claims = data["claims"]
+    assert claims["variant"] == "all" and len(claims["claims"]) == 12
+    mtl = next(c for c in claims["claims"] if (c["task"], c["claim"]) == ("asc", "mtl > baseline-asc"))
+    assert mtl["runs"][run]["n"] == 2 and mtl["runs"]["LIVE"]["words"] == "no pairs in this run"
     assert request(port, "/api/tables?variant=../../etc")[0] == 422
 
 

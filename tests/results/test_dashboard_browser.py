@@ -114,6 +114,19 @@ def test_the_dashboard_shows_the_runs_numbers_and_charts(browser, finished_run, 
                 assert (
                     t2["single members, mean ± std"][1] == f"{100 * m['mean']:.2f} ± {100 * m['std']:.2f} (4)"
                 )
+            # the paper's claims: one row per claim, the run's verdict in words
+            claims = cells(page, "#claims-table")
+            assert len(claims) == 12
+            assert claims[0][:3] == [
+                "asc",
+                "mtl > baseline-asc",
+                "§III-C: MTL beats the single-task baseline",
+            ]
+            assert all(
+                c[3].split(":")[0]
+                in ("holds in this run", "contradicted by this run", "not supported by this run")
+                for c in claims
+            )
             # charts: one ensemble-size line per task, a learning curve per member, the 15 x 15 confusion
             assert page.locator("#size-charts svg.chart path.series").count() == 2
             assert (

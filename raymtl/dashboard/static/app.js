@@ -148,6 +148,12 @@ async function drawTables() {
     tab.id = `table2-${task}`;
     t2.appendChild(tab);
   }
+  const c = clear($("claims"));
+  c.appendChild(el("h3", { text: `The paper's claims, paired over divisions and repeats (${data.claims.variant})` }));
+  const body = data.claims.claims.map((k) => [k.task, k.claim, k.source, ...runs.map((n) => k.runs[n].words)]);
+  const ct = table(["task", "claim", "paper", ...runs], body);
+  ct.id = "claims-table";
+  c.appendChild(ct);
 }
 
 // ------------------------------------------------------------------ ensemble size
