@@ -21,6 +21,9 @@ from raymtl.verbs import COMMANDS, Parser, command
 
 log = logging.getLogger("raymtl")
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%H:%M:%S"
+
 
 def _grid_arguments(p: argparse.ArgumentParser) -> None:
     """How a grid (`ensemble`, `study`) places its Train runs."""
@@ -55,7 +58,9 @@ def _grid_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="raymtl", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, and Ray's own logs on the terminal"
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     s = sub.add_parser(
@@ -335,14 +340,32 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# The verbs that run Ray Data, Train or Tune: unless --verbose, Ray's own logs go to their RUN's
+# logs/ray.log (raymtl.ray_logs). featurize writes FEATURES, not a RUN: its Ray logs stay on the
+# terminal from WARNING up. The other verbs leave Ray's logging as Ray sets it up.
+RAY_LOG_VERBS = ("featurize", "train", "ensemble", "study", "demo")
+
+
+def _route_ray_logs(args: argparse.Namespace) -> None:
+    if args.command not in RAY_LOG_VERBS:
+        return
+    from raymtl.ray_logs import route_ray_logs
+
+    run = None if args.command == "featurize" else args.out
+    if args.command == "demo":
+        from raymtl.demo import demo_paths
+
+        run = str(demo_paths(args.out)[2])
+    route_ray_logs(run, args.verbose, formatter=logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+        level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT
     )
     try:
+        _route_ray_logs(args)
         return COMMANDS[args.command](args)
     except UserError as e:
         print(f"raymtl {args.command}: error: {e}", file=sys.stderr)

@@ -39,13 +39,19 @@ class DemoResult:
     seconds: float
 
 
+def demo_paths(out: str | Path) -> tuple[Path, Path, Path]:
+    """The demo's data, features and RUN folders under `out`."""
+    out = Path(out)
+    return out / "data", out / "features", out / "run"
+
+
 def run_demo(
     out: str | Path = "demo-out", size: str = "demo", seed: int = 0, preset: str = "demo"
 ) -> DemoResult:
 
     t0 = time.perf_counter()
     out = Path(out)
-    data, features, run = out / "data", out / "features", out / "run"
+    data, features, run = demo_paths(out)
     if (data / "esc50" / "meta" / "esc50.csv").exists() and (data / "tut2017-eval" / "meta.txt").exists():
         log.info("step 1/4: reusing the synthetic data in %s", data)
     else:

@@ -8,6 +8,7 @@ import os
 
 import ray
 
+from raymtl import ray_logs
 from raymtl.run.progress import Placement
 
 log = logging.getLogger(__name__)
@@ -28,12 +29,30 @@ def placement(device: str | None = None) -> Placement:
 def ensure_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
+    # Workers' stdout and stderr are echoed here only when Ray's logs are wanted on the terminal
+    # (raymtl.ray_logs); otherwise they stay in Ray's session logs.
+    to_driver = ray_logs.log_to_driver()
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=True)
+        ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=to_driver)
         log.info("connected to the Ray cluster at %s", os.environ["RAY_ADDRESS"])
+        ray_logs.note_session(_session_logs())
         return
     # A local instance is never preempted: skip Ray Train's preemption-watcher actor, one process
     # less per Train run (set before ray.init, so every Ray process inherits it).
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    # The dashboard head stays (include_dashboard=None: if its packages are installed, which
+    # ray[default] brings): it serves the State API, and Ray Train V2's PlacementGroupCleaner
+    # actor asks that API every second whether its Train controller is alive. Without it each
+    # poll fails and logs "State API may be temporarily unavailable", for as long as the cleaner
+    # lives, past the end of the run.
+    ray.init(num_cpus=num_cpus, include_dashboard=None, log_to_driver=to_driver)
     log.info("started a local Ray instance with %s CPUs", int(ray.cluster_resources().get("CPU", 0)))
+    ray_logs.note_session(_session_logs())
+
+
+def _session_logs() -> str | None:
+    """This Ray session's log folder on this machine (None where Ray does not say)."""
+    try:
+        return ray._private.worker.global_worker.node.get_logs_dir_path()
+    except Exception:  # a private API; the folder is only named in a log file
+        return None

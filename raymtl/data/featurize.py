@@ -34,6 +34,7 @@ from raymtl.data.features import IMAGES, LogMel, channel_images
 from raymtl.data.records import ClipRecord, Reject
 from raymtl.data.tut2017 import parse_tut2017
 from raymtl.errors import AudioError, InputFileError, OutputExistsError
+from raymtl.live import count_progress
 from raymtl.ray_session import ensure_ray
 
 log = logging.getLogger(__name__)
@@ -70,18 +71,25 @@ class FeaturizeReport:
 
 
 class FeaturizeLog:
-    """A Ray actor collecting rejects and notes from the featurizer workers (a side channel:
-    Ray Data has no second output)."""
+    """A Ray actor collecting rejects, notes and the count of clips read from the featurizer
+    workers (a side channel: Ray Data has no second output, and the driver blocks in the write)."""
 
     def __init__(self) -> None:
         self.rejects: list[tuple[str, str]] = []
         self.notes: list[tuple[str, str]] = []
+        self.clips_read = 0  # featurized or rejected
 
     def reject(self, file: str, reason: str) -> None:
         self.rejects.append((file, reason))
 
     def note(self, file: str, note: str) -> None:
         self.notes.append((file, note))
+
+    def read(self, clips: int) -> None:
+        self.clips_read += clips
+
+    def count(self) -> int:
+        return self.clips_read
 
     def get(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         return self.rejects, self.notes
@@ -177,6 +185,7 @@ class ClipFeaturizer:
                 if self.strict:
                     raise
                 continue
+        self.log_actor.read.remote(len(batch["clip"]))  # for the progress bar; no need to wait
         return _clip_table(rows)
 
 
@@ -248,14 +257,18 @@ def featurize(
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_workers),
     )
     try:
-        ds.write_parquet(
-            partial,
-            filesystem=fs,
-            partition_cols=[PART],
-            min_bytes_per_file=FILE_BYTES,
-            partitioning_flavor=None,  # folders named by the value alone: "tut2017-dev-fold-1"
-            compression=COMPRESSION,
-        )
+        with count_progress(
+            "featurize", len(clips), unit="clips", poll=lambda: ray.get(log_actor.count.remote(), timeout=10)
+        ) as progress:
+            ds.write_parquet(
+                partial,
+                filesystem=fs,
+                partition_cols=[PART],
+                min_bytes_per_file=FILE_BYTES,
+                partitioning_flavor=None,  # folders named by the value alone: "tut2017-dev-fold-1"
+                compression=COMPRESSION,
+            )
+            progress.update(len(clips))  # written, so every clip was read (the last counts may be in flight)
     except Exception:
         audio_rejects, _ = ray.get(log_actor.get.remote())
         storage.delete_dir(fs, partial)

@@ -23,6 +23,9 @@ path; they all call these (with the path inside the RUN's file system, `storage.
         driver.lock                 the `ensemble` or `study` driver holding the RUN (raymtl.ensemble.lock)
       study/
         plan.json                   the last `raymtl study`'s plan (raymtl.ensemble.study)
+      logs/
+        ray.log                     Ray's, Ray Data's, Train's and Tune's own logs, kept off the
+                                    terminal unless `raymtl -v` (raymtl.ray_logs; local RUNs only)
 
 Trial names come only from (experiment, division, repeat, variant) (raymtl.train.trial), never
 from timestamps or random values, so a rerun finds the same folders and resumes.
@@ -47,6 +50,8 @@ MEMBERS_DIR = "members"
 SUMMARY = "summary.json"
 PREDICTIONS = "predictions.parquet"
 DRIVER_LOCK = "driver.lock"
+LOGS_DIR = "logs"
+RAY_LOG = "ray.log"
 
 
 def manifest(run_path: str) -> str:
@@ -118,3 +123,8 @@ def driver_lock(run_path: str) -> str:
 
 def study_plan(run_path: str) -> str:
     return join(run_path, STUDY, PLAN)
+
+
+def ray_log(run_path: str) -> str:
+    """Ray's own logs of the commands run on this RUN (raymtl.ray_logs)."""
+    return join(run_path, LOGS_DIR, RAY_LOG)
