@@ -21,6 +21,7 @@ their Train checkpoints, which live under names made only from the member's coor
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import time
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from raymtl.config import Preset, get_preset
 from raymtl.ensemble.capacity import plan_resources, read_capacity
 from raymtl.ensemble.lock import RunLock
 from raymtl.ensemble.plan import EnsemblePlan, member_experiment, write_plan
+from raymtl.live import GridDisplay
 from raymtl.ray_session import ensure_ray, placement
 from raymtl.run import layout
 from raymtl.run.progress import DONE, FAILED, QUEUED, RUNNING, write_member
@@ -45,7 +47,6 @@ from raymtl.train.trial import TrialSpec
 log = logging.getLogger(__name__)
 
 STAGE1 = "mtl-ic"
-EPOCH_LOG_S = 30.0  # progress: at most one epoch line per running member this often
 
 
 @dataclass(frozen=True)
@@ -149,61 +150,39 @@ def _chain_done(run: str, chain: dict[str, Any]) -> bool:
     return all(T.is_finished(run, s) for s in _chain_specs(chain))
 
 
-class _Progress:
-    """A Tune callback logging chains done / running / failed and the time so far."""
+class _Progress(Callback):
+    """Tune's events for the chains, passed on to the live display (raymtl.live.GridDisplay)."""
 
-    def __new__(cls, what: str, total: int, already: int):
+    def __init__(self, display: GridDisplay):
+        self.display = display
 
-        class Progress(Callback):
-            def __init__(self):
-                self.t0 = time.perf_counter()
-                self.done, self.failed, self.running = already, 0, set()
-                self.last_epoch_log: dict[str, float] = {}
+    def __getstate__(self) -> dict:
+        # Tune pickles its callbacks into the experiment state (for `Tuner.restore`, which the
+        # grids do not use: a rerun skips finished trials instead); a display, with its lock and
+        # terminal, is not part of that state.
+        return {}
 
-            def _log(self, event: str) -> None:
-                log.info(
-                    "%s: %d/%d done, %d running, %d failed, %.0f s (%s)",
-                    what,
-                    self.done,
-                    total,
-                    len(self.running),
-                    self.failed,
-                    time.perf_counter() - self.t0,
-                    event,
-                )
+    def __setstate__(self, state: dict) -> None:
+        self.display = GridDisplay([], title="restored", stream=io.StringIO())
 
-            def on_trial_start(self, iteration, trials, trial, **info):
-                self.running.add(trial.trial_id)
-                self._log(f"started {chain_name(trial.config['chain'])}")
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.display.started(chain_name(trial.config["chain"]))
 
-            def on_trial_result(self, iteration, trials, trial, result, **info):
-                # One line per chain at most every EPOCH_LOG_S: where each running chain is.
-                now = time.perf_counter()
-                if "trial" not in result or now - self.last_epoch_log.get(trial.trial_id, -1e9) < EPOCH_LOG_S:
-                    return
-                self.last_epoch_log[trial.trial_id] = now
-                accs = ", ".join(
-                    f"{k} {v:.3f}" for k, v in sorted(result.items()) if k.startswith("val_acc_")
-                )
-                log.info(
-                    "  %s: %s epoch %s%s",
-                    chain_name(trial.config["chain"]),
-                    result["trial"],
-                    result["epoch"],
-                    f" ({accs})" if accs else "",
-                )
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "trial" in result:  # an epoch of one of the chain's trials (TuneReportCallback)
+            val = {k.removeprefix("val_acc_"): v for k, v in result.items() if k.startswith("val_acc_")}
+            self.display.epoch(chain_name(trial.config["chain"]), result["trial"], result["epoch"], val)
 
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                self.running.discard(trial.trial_id)
-                self.done += 1
-                self._log(f"finished {chain_name(trial.config['chain'])}")
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.display.finished(chain_name(trial.config["chain"]))
 
-            def on_trial_error(self, iteration, trials, trial, **info):
-                self.running.discard(trial.trial_id)
-                self.failed += 1
-                self._log(f"FAILED {chain_name(trial.config['chain'])}")
-
-        return Progress()
+    def on_trial_error(self, iteration, trials, trial, **info):
+        try:
+            error = trial.get_pickled_error()  # the exception the chain raised, as Tune stored it
+        except Exception:  # the display must never stop the grid
+            error = None
+        what = f"{type(error).__name__}: {error}".splitlines()[0][:300] if error else "see RUN/logs/ray.log"
+        self.display.failed(chain_name(trial.config["chain"]), what)
 
 
 def run_ensemble(
@@ -273,12 +252,17 @@ def train_chains(
         options, gpus_per_trial=resources.accelerators_per_trial, cpus_per_trial=resources.cpus_per_trial
     )
     log.info("%s: %s", what, resources.describe())
-    progress = _Progress(what, len(chains), done_before)
-    results = _fit(todo, features, run, preset, options, resources.max_concurrent, tune_name, progress)
-    failed = [chain_name(r.config["chain"]) for r in results if r.error is not None]
+    with GridDisplay([chain_name(c) for c in todo], done_before, title=what) as display:
+        results = _fit(
+            todo, features, run, preset, options, resources.max_concurrent, tune_name, _Progress(display)
+        )
+    failed = []
     for r in results:
         if r.error is not None:
-            log.error("%s failed: %s", chain_name(r.config["chain"]), r.error)
+            # A Tune trial that failed before it started has no config: name it by what is left.
+            name = chain_name(r.config["chain"]) if r.config else "a chain that did not start"
+            failed.append(name)
+            log.error("%s failed: %s", name, r.error)
     trained = len(todo) - len(failed)
     return GridOutcome(len(chains), done_before, trained, failed, trials_todo, time.perf_counter() - t0)
 
