@@ -334,6 +334,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     result = run_demo(args.out, seed=args.seed)
     print(result.report)
+    print(f"\n{result.closing}")
     print(f"\ndemo done in {result.seconds / 60:.1f} min")
     print(f"data: {result.data}\nfeatures: {result.features}\nrun: {result.run}")
     print(f"results: raymtl results {result.run}\ndashboard: {command_line([str(result.run)])}")

@@ -23,6 +23,7 @@ from raymtl.ray_session import ensure_ray
 from raymtl.results import format as F
 from raymtl.results import tables
 from raymtl.results.store import ResultsStore
+from raymtl.run.records import EnsembleSummary
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class DemoResult:
     run: Path
     report: str  # Tables I and II of the run, as `raymtl results` prints them
     seconds: float
+    closing: str = ""  # what the numbers mean, in words, and where to go next
 
 
 def demo_paths(out: str | Path) -> tuple[Path, Path, Path]:
@@ -80,14 +82,48 @@ def run_demo(
     ens = run_ensemble(str(features), str(run), preset, plan, GridOptions())
     log.info("%s", ens.summary())
     if ens.failed:
-
         raise UserError(
             f"demo members failed: {', '.join(ens.failed)}; rerun `raymtl demo --out {out}` to resume"
         )
 
     log.info("step 4/4: fusing the members' scores")
-    reduce_run(str(run))
-    return DemoResult(data, features, run, _tables(run), time.perf_counter() - t0)
+    summary = EnsembleSummary.from_dict(reduce_run(str(run)))
+    return DemoResult(data, features, run, _tables(run), time.perf_counter() - t0, closing_note(summary))
+
+
+def closing_note(summary: EnsembleSummary) -> str:
+    """The demo's last words: its figures against chance and its own members, what they show and
+    what they are not, and where to go for the paper on real data."""
+    lines, beats = ["What the numbers mean:"], []
+    for task, s in summary.tasks.items():
+        chance = 1 / s.n_classes if s.n_classes else None
+        member = s.member_accuracy.mean
+        lines.append(
+            f"  {task.upper()}: the {s.n_members}-member ensemble {_pct(s.ensemble_accuracy)}, its single "
+            f"members {_pct(member)} on average, chance {_pct(chance)}."
+        )
+        if s.ensemble_accuracy is not None and member is not None:
+            beats.append((task.upper(), s.ensemble_accuracy > member))
+    won = [t for t, b in beats if b]
+    lost = [t for t, b in beats if not b]
+    if won:
+        lines.append(
+            f"  Fusing the members beats them on {' and '.join(won)}, as the paper reports (§III-F)."
+        )
+    if lost:
+        lines.append(f"  On {' and '.join(lost)} the ensemble did not beat its members' mean this time.")
+    lines += [
+        "  The synthetic data is learnable by construction; these are not the paper's figures (84.5 % ASC,",
+        "  77.5 % AEC): the demo trains 1/16-width networks for a few epochs on a few hundred synthetic",
+        "  patches per member, in minutes on a laptop.",
+        "The paper on the real datasets (ESC-50, TUT Acoustic Scenes 2017): docs/reproduce.md, in short",
+        "  raymtl featurize ... && raymtl study ... && raymtl ensemble ... && raymtl reduce RUN",
+    ]
+    return "\n".join(lines)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
 
 
 def _tables(run: Path) -> str:
