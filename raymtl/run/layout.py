@@ -23,6 +23,9 @@ path; they all call these (with the path inside the RUN's file system, `storage.
         driver.lock                 the `ensemble` or `study` driver holding the RUN (raymtl.ensemble.lock)
       study/
         plan.json                   the last `raymtl study`'s plan (raymtl.ensemble.study)
+      tb/                           TensorBoard event files (raymtl.tracking): `tensorboard --logdir RUN/tb`
+        <trial>/                    ... of each trial: its epoch curves, settings, test accuracy
+        ensemble/                   ... of `raymtl reduce`: the ensemble's final figures
 
 Trial names come only from (experiment, division, repeat, variant) (raymtl.train.trial), never
 from timestamps or random values, so a rerun finds the same folders and resumes.
@@ -47,6 +50,7 @@ MEMBERS_DIR = "members"
 SUMMARY = "summary.json"
 PREDICTIONS = "predictions.parquet"
 DRIVER_LOCK = "driver.lock"
+TB_DIR = "tb"
 
 
 def manifest(run_path: str) -> str:
@@ -118,3 +122,8 @@ def driver_lock(run_path: str) -> str:
 
 def study_plan(run_path: str) -> str:
     return join(run_path, STUDY, PLAN)
+
+
+def tb(run_path: str, name: str) -> str:
+    """The TensorBoard event folder of a trial, or of the ensemble (`name` "ensemble")."""
+    return join(run_path, TB_DIR, name)

@@ -39,6 +39,7 @@ from raymtl import schema
 from raymtl.models.networks import trainable_parameters
 from raymtl.ray_session import placement
 from raymtl.run.progress import TrialProgressWriter
+from raymtl.tracking import TrialTracker
 from raymtl.train import trial as T
 from raymtl.train.evaluate import recording_accuracy
 from raymtl.train.frozen import FrozenFeatures, compute_h15, precomputes
@@ -60,6 +61,7 @@ class LoopConfig:
     stages: tuple[StageConfig, ...]
     class_names: dict[str, list[str]]  # per task, in label order; stored in every model file
     epoch_counter: Any = None  # raymtl.data.mixup.EpochCounter handle (when a stage mixes)
+    mlflow_uri: str | None = None  # an MLflow tracking server each trial is logged to (raymtl.tracking)
 
 
 def _labels_for(batch: dict, target: str, mixup: bool) -> dict[str, torch.Tensor]:
@@ -127,6 +129,7 @@ def train_loop_per_worker(config: dict) -> None:
             _run_stage(cfg, stage, resume, rank, device)
         except BaseException:
             TrialProgressWriter.stop_all()  # a stage that failed must not look alive
+            TrialTracker.fail_all()
             raise
 
 
@@ -172,7 +175,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
 
     # Our own live record of the stage (RUN/trials/<trial>/progress.json, raymtl.run.progress):
     # what results, the dashboard and the terminal read while it trains.
-    progress = None
+    progress = tracker = None
     if rank == 0:
         progress = TrialProgressWriter(
             cfg.run,
@@ -183,6 +186,8 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             state.get("resumed_after_epoch", []),
             placement(str(device)),
         )
+        # TensorBoard (RUN/tb/<trial>) and, when given, MLflow: raymtl.tracking.
+        tracker = TrialTracker(cfg.run, stage, state["history"], cfg.mlflow_uri)
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
     epochs = stage.epochs
@@ -246,6 +251,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         _report(metrics, stage.trial, nets, opts, state, best_weights, rank)
         if progress is not None:
             progress.epoch(metrics)
+            tracker.epoch(metrics)
 
     # The selected weights score the test patches (every worker holds the whole test set; rank 0
     # scores it and records the trial). This also runs after a restart that resumed past the
@@ -271,6 +277,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             str(device),
         )
         progress.close()
+        tracker.finish(result.test_accuracy)
         took, scoring = time.perf_counter() - t0, time.perf_counter() - t_score
         log.info(
             "%s: recorded in %.0f s, scoring the test set %.1f s (%s)",
