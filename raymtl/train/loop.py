@@ -11,7 +11,8 @@ one per task, docs/method.md §5; everything else one), validates each on its ta
 validation patches by per-recording accuracy every epoch, keeps the best-validating weights, and
 reports metrics with a checkpoint every epoch. After its last epoch, rank 0 scores the test
 patches with the selected weights, where the model already is (the GPU on a cluster), and writes
-the trial folder (`raymtl.train.record`).
+the trial folder (`raymtl.train.record`). Rank 0 also sends each trial's settings, epochs and test
+accuracy to TensorBoard and MLflow (`raymtl.tracking`).
 
 Faults: a restarted worker runs this function again. Stages whose trial folder is finished are
 skipped; the stage named in the last checkpoint resumes from it; later ones start afresh.
@@ -249,7 +250,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         state["history"].append(metrics)
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - t_epoch
         _report(metrics, stage.trial, nets, opts, state, best_weights, rank)
-        if progress is not None:
+        if progress is not None:  # rank 0: our live record, then the trackers
             progress.epoch(metrics)
             tracker.epoch(metrics)
 
