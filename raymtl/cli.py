@@ -54,6 +54,16 @@ def _grid_arguments(p: argparse.ArgumentParser) -> None:
         help="members at once (default: all on a cluster that can add nodes, else what fits now)",
     )
     p.add_argument("--max-failures", type=int, default=2, help="worker restarts per stage")
+    _tracking_argument(p)
+
+
+def _tracking_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--mlflow-uri",
+        default=None,
+        help="an MLflow tracking server to log to as well, one run per trial (needs raymtl[tracking]; "
+        "TensorBoard's RUN/tb is always written)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--from", dest="stage1_from", default=None, help="model file to fine-tune from")
     t.add_argument("--gpu", choices=["auto", "yes", "no"], default="auto", help="train on a GPU")
     t.add_argument("--max-failures", type=int, default=2, help="worker restarts from the last checkpoint")
+    _tracking_argument(t)
 
     e = sub.add_parser("ensemble", help="every member (division x repeat x variant, per task) under Ray Tune")
     e.add_argument("--features", required=True)
@@ -148,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--allow-partial", action="store_true", help="fuse the members present when some are missing"
     )
+    _tracking_argument(r)
 
     d = sub.add_parser("demo", help="the whole pipeline on synthetic data on local Ray")
     d.add_argument("--out", default="demo-out", help="folder for the demo's data, features and run")
@@ -199,6 +211,7 @@ def _train(args: argparse.Namespace) -> int:
         use_gpu={"auto": None, "yes": True, "no": False}[args.gpu],
         max_failures=args.max_failures,
         stage1_from=args.stage1_from,
+        mlflow_uri=args.mlflow_uri,
     )
     results = run_trials(specs, args.features, args.out, args.preset, options, name=chain_run_name(specs))
     for spec, outcome in zip(specs, results):
@@ -243,6 +256,7 @@ def _grid_options(args: argparse.Namespace):
         max_concurrent=args.max_concurrent,
         max_failures=args.max_failures,
         accelerator=args.accelerator,
+        mlflow_uri=args.mlflow_uri,
     )
 
 
@@ -303,7 +317,9 @@ def _reduce(args: argparse.Namespace) -> int:
     from raymtl.ensemble.reduce import reduce_run
     from raymtl.run.records import EnsembleSummary
 
-    summary = EnsembleSummary.from_dict(reduce_run(args.run, allow_partial=args.allow_partial))
+    summary = EnsembleSummary.from_dict(
+        reduce_run(args.run, allow_partial=args.allow_partial, mlflow_uri=args.mlflow_uri)
+    )
     print(format_ensemble_summary(summary))
     return 0
 

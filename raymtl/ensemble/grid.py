@@ -40,6 +40,7 @@ from raymtl.live import GridDisplay
 from raymtl.ray_session import ensure_ray, placement
 from raymtl.run import layout
 from raymtl.run.progress import DONE, FAILED, QUEUED, RUNNING, write_member
+from raymtl.tracking import check_mlflow
 from raymtl.train import trial as T
 from raymtl.train.runner import TrialOptions, ensure_run_manifest, run_trials
 from raymtl.train.trial import TrialSpec
@@ -59,6 +60,7 @@ class GridOptions:
     # The resource a member's accelerator is: `GPU` on real clusters; tests on a local autoscaling
     # cluster name a custom resource of their worker nodes (a fake GPU has no CUDA device).
     accelerator: str = "GPU"
+    mlflow_uri: str | None = None  # an MLflow tracking server to log each trial to (raymtl.tracking)
 
 
 def member_trials(division: int, repeat: int, variant: str, tasks) -> list[T.TrialSpec]:
@@ -91,6 +93,7 @@ def run_chain(config: dict[str, Any]) -> dict[str, Any]:
         accelerator=config["accelerator"],
         max_failures=config["max_failures"],
         train_callbacks=(TuneReportCallback(),),
+        mlflow_uri=config["mlflow_uri"],
     )
     specs = _chain_specs(chain)
     coords = (config["run"], chain["division"], chain["repeat"], chain["variant"])
@@ -234,6 +237,7 @@ def train_chains(
     if not todo:
         return GridOutcome(len(chains), done_before, 0, [], 0, time.perf_counter() - t0)
 
+    check_mlflow(options.mlflow_uri)  # before any member is queued: exit 2 if it does not answer
     for c in todo:  # our own record of the members' queue (raymtl.run.progress), until Tune starts each
         if c["member"]:
             write_member(run, c["division"], c["repeat"], c["variant"], QUEUED)

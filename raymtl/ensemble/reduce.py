@@ -40,6 +40,7 @@ from raymtl.ensemble.table1 import table1
 from raymtl.errors import InputFileError, UserError
 from raymtl.run import layout, records
 from raymtl.run.records import EnsembleSummary, MemberAccuracy, TaskSummary
+from raymtl.tracking import check_mlflow, log_ensemble
 from raymtl.train import trial as T
 from raymtl.train.evaluate import RecordingVotes, vote
 from raymtl.train.scoring import SCORES, TASK, scores_matrix
@@ -117,13 +118,22 @@ class _TaskScores:
         return sum((s.repeat, s.variant) in wanted for s in self.present)
 
 
-def reduce_run(run: str, *, allow_partial: bool = False, plan: EnsemblePlan | None = None) -> dict[str, Any]:
-    """Fuse the stored member scores of RUN; write and return the summary (see module docstring).
+def reduce_run(
+    run: str,
+    *,
+    allow_partial: bool = False,
+    plan: EnsemblePlan | None = None,
+    mlflow_uri: str | None = None,
+) -> dict[str, Any]:
+    """Fuse the stored member scores of RUN; write and return the summary (see module docstring),
+    and log its final figures to TensorBoard (RUN/tb/ensemble) and, with a URI, to MLflow
+    (raymtl.tracking).
 
     Raises `UserError` naming every missing member (no result.json, or no scores for the task)
     unless `allow_partial`, in which case the members present are fused and the rest listed.
     """
     plan = plan if plan is not None else read_plan(run)
+    check_mlflow(mlflow_uri)
     fs, run_path = storage.resolve(run)
     t0 = time.perf_counter()
 
@@ -176,6 +186,7 @@ def reduce_run(run: str, *, allow_partial: bool = False, plan: EnsemblePlan | No
     pq.write_table(pa.concat_tables(predictions), buf)
     storage.write_bytes(fs, layout.predictions(run_path), buf.getvalue())
     records.write_summary(fs, run_path, summary)
+    log_ensemble(run, summary.to_dict(), mlflow_uri)
     log.info("reduce of %s done in %.1f s", run, time.perf_counter() - t0)
     return summary.to_dict()
 

@@ -26,6 +26,9 @@ path; they all call these (with the path inside the RUN's file system, `storage.
       logs/
         ray.log                     Ray's, Ray Data's, Train's and Tune's own logs, kept off the
                                     terminal unless `raymtl -v` (raymtl.ray_logs; local RUNs only)
+      tb/                           TensorBoard event files (raymtl.tracking): `tensorboard --logdir RUN/tb`
+        <trial>/                    ... of each trial: its epoch curves, settings, test accuracy
+        ensemble/                   ... of `raymtl reduce`: the ensemble's final figures
 
 Trial names come only from (experiment, division, repeat, variant) (raymtl.train.trial), never
 from timestamps or random values, so a rerun finds the same folders and resumes.
@@ -52,6 +55,7 @@ PREDICTIONS = "predictions.parquet"
 DRIVER_LOCK = "driver.lock"
 LOGS_DIR = "logs"
 RAY_LOG = "ray.log"
+TB_DIR = "tb"
 
 
 def manifest(run_path: str) -> str:
@@ -128,3 +132,8 @@ def study_plan(run_path: str) -> str:
 def ray_log(run_path: str) -> str:
     """Ray's own logs of the commands run on this RUN (raymtl.ray_logs)."""
     return join(run_path, LOGS_DIR, RAY_LOG)
+
+
+def tb(run_path: str, name: str) -> str:
+    """The TensorBoard event folder of a trial, or of the ensemble (`name` "ensemble")."""
+    return join(run_path, TB_DIR, name)

@@ -11,7 +11,8 @@ one per task, docs/method.md §5; everything else one), validates each on its ta
 validation patches by per-recording accuracy every epoch, keeps the best-validating weights, and
 reports metrics with a checkpoint every epoch. After its last epoch, rank 0 scores the test
 patches with the selected weights, where the model already is (the GPU on a cluster), and writes
-the trial folder (`raymtl.train.record`).
+the trial folder (`raymtl.train.record`). Rank 0 also sends each trial's settings, epochs and test
+accuracy to TensorBoard and MLflow (`raymtl.tracking`).
 
 Faults: a restarted worker runs this function again. Stages whose trial folder is finished are
 skipped; the stage named in the last checkpoint resumes from it; later ones start afresh.
@@ -39,6 +40,7 @@ from raymtl import schema
 from raymtl.models.networks import trainable_parameters
 from raymtl.ray_session import placement
 from raymtl.run.progress import TrialProgressWriter
+from raymtl.tracking import TrialTracker
 from raymtl.train import trial as T
 from raymtl.train.evaluate import recording_accuracy
 from raymtl.train.frozen import FrozenFeatures, compute_h15, precomputes
@@ -60,6 +62,7 @@ class LoopConfig:
     stages: tuple[StageConfig, ...]
     class_names: dict[str, list[str]]  # per task, in label order; stored in every model file
     epoch_counter: Any = None  # raymtl.data.mixup.EpochCounter handle (when a stage mixes)
+    mlflow_uri: str | None = None  # an MLflow tracking server each trial is logged to (raymtl.tracking)
 
 
 def _labels_for(batch: dict, target: str, mixup: bool) -> dict[str, torch.Tensor]:
@@ -127,6 +130,7 @@ def train_loop_per_worker(config: dict) -> None:
             _run_stage(cfg, stage, resume, rank, device)
         except BaseException:
             TrialProgressWriter.stop_all()  # a stage that failed must not look alive
+            TrialTracker.fail_all()
             raise
 
 
@@ -172,7 +176,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
 
     # Our own live record of the stage (RUN/trials/<trial>/progress.json, raymtl.run.progress):
     # what results, the dashboard and the terminal read while it trains.
-    progress = None
+    progress = tracker = None
     if rank == 0:
         progress = TrialProgressWriter(
             cfg.run,
@@ -183,6 +187,8 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             state.get("resumed_after_epoch", []),
             placement(str(device)),
         )
+        # TensorBoard (RUN/tb/<trial>) and, when given, MLflow: raymtl.tracking.
+        tracker = TrialTracker(cfg.run, stage, state["history"], cfg.mlflow_uri)
     train_shard = ray.train.get_dataset_shard(stage.train_dataset)
     val_shards = {t: ray.train.get_dataset_shard(f"val_{t}") for t in nets}
     epochs = stage.epochs
@@ -244,8 +250,9 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
         state["history"].append(metrics)
         state["seconds"] = state.get("seconds", 0.0) + time.perf_counter() - t_epoch
         _report(metrics, stage.trial, nets, opts, state, best_weights, rank)
-        if progress is not None:
+        if progress is not None:  # rank 0: our live record, then the trackers
             progress.epoch(metrics)
+            tracker.epoch(metrics)
 
     # The selected weights score the test patches (every worker holds the whole test set; rank 0
     # scores it and records the trial). This also runs after a restart that resumed past the
@@ -271,6 +278,7 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             str(device),
         )
         progress.close()
+        tracker.finish(result.test_accuracy)
         took, scoring = time.perf_counter() - t0, time.perf_counter() - t_score
         log.info(
             "%s: recorded in %.0f s, scoring the test set %.1f s (%s)",

@@ -21,6 +21,7 @@ from raymtl.errors import UserError
 from raymtl.ray_session import ensure_ray
 from raymtl.run import layout, records
 from raymtl.run.records import RunManifest, TrialResult
+from raymtl.tracking import check_mlflow
 from raymtl.train import trial as T
 from raymtl.train.experiments import Experiment, get_experiment
 from raymtl.train.loop import LoopConfig, train_loop_per_worker
@@ -43,6 +44,7 @@ class TrialOptions:
     max_failures: int = 2  # worker restarts from the last checkpoint before the trial fails
     stage1_from: str | None = None  # a model file to fine-tune from, instead of the RUN's stage-1 trial
     train_callbacks: tuple = ()  # Ray Train callbacks (the ensemble passes TuneReportCallback)
+    mlflow_uri: str | None = None  # an MLflow tracking server to log each trial to (raymtl.tracking)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +242,7 @@ def run_trials(
             run, spec, get_experiment(spec.experiment), options.stage1_from, chained
         )
     ensure_run_manifest(run, preset, features)
+    check_mlflow(options.mlflow_uri)
     ensure_ray()
     # Class names in label order (read once); stored in each model file too, so that
     # `raymtl predict` needs no FEATURES folder.
@@ -263,7 +266,13 @@ def run_trials(
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
-            "loop": LoopConfig(run=run, stages=tuple(stages), class_names=class_names, epoch_counter=counter)
+            "loop": LoopConfig(
+                run=run,
+                stages=tuple(stages),
+                class_names=class_names,
+                epoch_counter=counter,
+                mlflow_uri=options.mlflow_uri,
+            )
         },
         scaling_config=ray.train.ScalingConfig(
             num_workers=1,
