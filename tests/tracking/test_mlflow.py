@@ -8,6 +8,7 @@ import json
 import sys
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from raymtl import tracking
 from raymtl.cli import main
@@ -19,8 +20,6 @@ from tests.ensemble.test_reduce import tut_rows, write_member
 from tests.results.servers import free_port
 from tests.tracking.mlflow_server import mlflow_server
 from tests.tracking.test_tensorboard import TRIAL, epoch, stage
-
-MlflowClient = pytest.importorskip("mlflow.tracking").MlflowClient
 
 
 @pytest.fixture(scope="module")
