@@ -149,6 +149,26 @@ def member_chain(division: int, repeat: int, variant: str, tasks) -> dict[str, A
     return {"experiments": experiments, "division": division, "repeat": repeat, "variant": variant}
 
 
+def pack_by_coordinates(chains: list[dict[str, Any]], max_concurrent: int, autoscaling: bool) -> list[dict]:
+    """The Train runs to start for `chains`. Chains of one (division, repeat, variant) share
+    nothing, so they may run in parallel; but each Train run pays Ray Train's start-up (tens of
+    seconds on a small machine). When more chains are left than can run at once and no node can
+    be added, the chains of each coordinate run one after another in one Train run instead (their
+    trials in the chains' order, so every fine-tune still follows what it starts from). On a
+    cluster that can add nodes, every chain keeps its own Train run."""
+    if autoscaling or len(chains) <= max_concurrent:
+        return chains
+    units: dict[tuple, dict[str, Any]] = {}
+    for c in chains:
+        key = (c["division"], c["repeat"], c["variant"])
+        if key not in units:
+            units[key] = {**c, "experiments": list(c["experiments"])}
+        else:
+            units[key]["experiments"] += c["experiments"]
+            units[key]["member"] = units[key]["member"] or c["member"]
+    return list(units.values())
+
+
 def _chain_done(run: str, chain: dict[str, Any]) -> bool:
     return all(T.is_finished(run, s) for s in _chain_specs(chain))
 
@@ -252,6 +272,25 @@ def train_chains(
         options.cpus_per_trial,
         options.max_concurrent,
     )
+    units = pack_by_coordinates(todo, resources.max_concurrent, capacity.autoscaling)
+    if len(units) < len(todo):
+        log.info(
+            "%s: %d chains, at most %d at once and no node to add: their Train runs are packed "
+            "per (division, repeat, variant), %d Train runs (one start-up each)",
+            what,
+            len(todo),
+            resources.max_concurrent,
+            len(units),
+        )
+        todo = units
+        resources = plan_resources(
+            capacity,
+            len(todo),
+            options.accelerator,
+            options.gpus_per_trial,
+            options.cpus_per_trial,
+            options.max_concurrent,
+        )
     options = dataclasses.replace(
         options, gpus_per_trial=resources.accelerators_per_trial, cpus_per_trial=resources.cpus_per_trial
     )

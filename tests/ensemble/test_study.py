@@ -31,7 +31,8 @@ def study(tiny_study):
 
 def test_the_study_trains_every_experiment_once_in_dependency_order(study):
     run, out, seconds, _ = study
-    assert sorted(p.name for p in (run / "trials").iterdir()) == sorted(TRIALS)
+    # (The ensemble on the same RUN may have added its quadruple members by now.)
+    assert sorted(p.name for p in (run / "trials").iterdir() if p.name.endswith("-triple")) == sorted(TRIALS)
     for trial in TRIALS:
         result = json.loads((run / "trials" / trial / "result.json").read_text())
         assert set(result["test_accuracy"]) == set(get_experiment(result["experiment"]).targets)
@@ -41,11 +42,13 @@ def test_the_study_trains_every_experiment_once_in_dependency_order(study):
             source = trial.replace(result["experiment"], parent, 1)
             assert _finished_ns(run, trial) > _finished_ns(run, source)
             assert all(f"/trials/{source}/model-" in m for m in result["stage1"].values())
-    # One Train run per chain and coordinate: 6 chains x 2 divisions, not 20 trial start-ups.
-    train_runs = sorted(p.name for p in (run / "ray").iterdir() if p.name != "study")
-    assert len(train_runs) == len(chains(EXPERIMENTS)) * 2 == 12
-    assert "member-d1-r1-triple" in train_runs and "direct-asc+transfer-aec-d2-r1-triple" in train_runs
-    assert "20 trials in 12 chains; 0 chains already done; 20 trials trained now in 12 Train runs" in out
+    # 6 chains x 2 divisions; on this fixed 2-CPU machine (2 at once, no node to add) the chains of
+    # a division share one Train run: 2 start-ups for 20 trials.
+    assert len(chains(EXPERIMENTS)) * 2 == 12
+    train_runs = sorted(p.name for p in (run / "ray").iterdir() if p.name.endswith("-triple"))
+    packed = "+".join(e for c in chains(EXPERIMENTS) for e in c)
+    assert train_runs == [f"{packed}-d1-r1-triple", f"{packed}-d2-r1-triple"]
+    assert "20 trials in 12 chains; 0 chains already done; 20 trials trained now in 2 Train runs" in out
     plan = json.loads((run / "study" / "plan.json").read_text())
     assert plan == {
         "divisions": [1, 2],
@@ -54,7 +57,7 @@ def test_the_study_trains_every_experiment_once_in_dependency_order(study):
         "experiments": list(EXPERIMENTS),
         "preset": "tiny-grid",
     }
-    print(f"tiny study: {seconds:.0f} s, 12 Train runs for 20 trials")
+    print(f"tiny study: {seconds:.0f} s, 2 Train runs for 20 trials")
 
 
 def test_a_rerun_trains_nothing(study, tiny_features, capsys):

@@ -67,3 +67,31 @@ def test_unknown_experiments_on_the_command_line_are_named():
     with pytest.raises(ConfigError, match=r"unknown experiments \['finetune'\]"):
         S.parse_experiments("mtl,finetune")
     assert S.parse_experiments(None) == tuple(EXPERIMENTS)
+
+
+def test_chains_are_packed_per_coordinate_only_when_they_would_queue_on_a_fixed_machine():
+    from raymtl.ensemble.grid import pack_by_coordinates
+
+    chains = S.StudyPlan(divisions=[1, 2], repeats=[1]).chains()  # 12 chains
+    assert pack_by_coordinates(chains, max_concurrent=12, autoscaling=False) == chains
+    assert pack_by_coordinates(chains, max_concurrent=2, autoscaling=True) == chains  # nodes can be added
+    packed = pack_by_coordinates(chains, max_concurrent=2, autoscaling=False)
+    assert [(u["division"], u["member"]) for u in packed] == [(1, True), (2, True)]
+    # Each coordinate's trials in the chains' order: every fine-tune after what it starts from.
+    assert packed[0]["experiments"] == [e for c in chains[:6] for e in c["experiments"]]
+    assert chain_name(packed[0]) == "+".join(EXPERIMENTS_IN_CHAIN_ORDER) + "-d1-r1-triple"
+    assert chains[0]["experiments"] == ["baseline-asc"]  # the input is left as it was
+
+
+EXPERIMENTS_IN_CHAIN_ORDER = [
+    "baseline-asc",
+    "baseline-aec",
+    "mtl",
+    "mtl-ic",
+    "finetune-asc",
+    "finetune-aec",
+    "direct-asc",
+    "transfer-aec",
+    "direct-aec",
+    "transfer-asc",
+]
