@@ -9,7 +9,8 @@ holds, in the paper's order, every selected experiment that starts from it. All 
 
 One Train run per chain pays Ray Train's start-up once for the chain, and chains share nothing,
 so they run in parallel (on a fixed machine where they would only queue, the grid packs a
-coordinate's chains into one Train run: raymtl.ensemble.grid.pack_by_coordinates). Selecting an experiment selects what it starts from (its prerequisite):
+coordinate's chains into one Train run: raymtl.ensemble.grid.pack_by_coordinates).
+Selecting an experiment selects what it starts from (its prerequisite):
 `transfer-aec` alone is the chain [direct-asc, transfer-aec].
 """
 
