@@ -167,10 +167,10 @@ PRESETS: dict[str, Preset] = {
             epochs_finetune_aec=4,
         ),
     ),
-    # The laptop demo (`raymtl demo`, 4 members per task in under 10 minutes on 2 cores): tiny's
+    # The laptop demo (`raymtl demo`, 4 members per task; 11.3 minutes from a fresh clone on 2 cores): tiny's
     # network on twice tiny's data, trained on a fixed 384-patch subset of each training split.
     # Fine-tunes over the frozen trunk compute it once (docs/method.md §5), so their 20 epochs
-    # cost seconds: 2 -> 20 epochs took the demo ensembles from 50.0 / 20.0 % (ASC / AEC) to 73.3 / 73.5 %.
+    # cost seconds: 2 -> 20 epochs took the demo ensembles from 50.0 / 20.0 % (ASC / AEC) to 80.0 / 71.5 %.
     "demo": dataclasses.replace(
         PAPER,
         name="demo",
