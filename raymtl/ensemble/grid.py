@@ -264,14 +264,18 @@ def train_chains(
     ensure_ray()
     capacity = read_capacity()
     log.info("%s: cluster: %s", what, capacity.describe())
-    resources = plan_resources(
-        capacity,
-        len(todo),
-        options.accelerator,
-        options.gpus_per_trial,
-        options.cpus_per_trial,
-        options.max_concurrent,
-    )
+
+    def plan(n: int):
+        return plan_resources(
+            capacity,
+            n,
+            options.accelerator,
+            options.gpus_per_trial,
+            options.cpus_per_trial,
+            options.max_concurrent,
+        )
+
+    resources = plan(len(todo))
     units = pack_by_coordinates(todo, resources.max_concurrent, capacity.autoscaling)
     if len(units) < len(todo):
         log.info(
@@ -283,14 +287,7 @@ def train_chains(
             len(units),
         )
         todo = units
-        resources = plan_resources(
-            capacity,
-            len(todo),
-            options.accelerator,
-            options.gpus_per_trial,
-            options.cpus_per_trial,
-            options.max_concurrent,
-        )
+        resources = plan(len(todo))
     options = dataclasses.replace(
         options, gpus_per_trial=resources.accelerators_per_trial, cpus_per_trial=resources.cpus_per_trial
     )

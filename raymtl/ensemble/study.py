@@ -89,7 +89,7 @@ class StudyPlan:
 class StudyReport:
     run: str
     trials: int  # planned
-    chains: int  # planned: one Train run each
+    chains: int  # planned (a Train run each, or one per coordinate when packed: grid.pack_by_coordinates)
     finished_before: int  # chains
     train_runs: int  # Train runs started now (chains with a trial left), failed ones included
     trials_trained: int
