@@ -20,7 +20,8 @@ file, so training needs no local shuffle buffer.
 
 `materialize=True` (`materialize_scenes` for mixup) keeps the split's clip rows (int16, each
 frame once: an eighth of the float32 patches' bytes) in the object store after the first read:
-later passes only cut (and pair). `fits_in_object_store` says when it may.
+later passes only cut (and pair). `fits_in_object_store` says when it may. Streams given the
+same `KeptSplits` keep a split's rows once between them.
 
 `max_patches` bounds a stream for small presets: a row is kept when the hash of its key
 (clip, image, patch_index) falls below max_patches / (rows in the split), so about
@@ -86,6 +87,36 @@ def fits_in_object_store(n_bytes: int, share: float = 0.25) -> bool:
         capacity = ray.cluster_resources().get("object_store_memory", 0)
     free = ray.available_resources().get("object_store_memory", capacity)
     return n_bytes <= min(share * capacity, free)
+
+
+class KeptSplits:
+    """Clip rows read once and kept in the object store, one copy per (dataset, division, split,
+    columns): the streams of one Train run that read the same split share it. A member's mixup
+    stream and its ASC fine-tune both read TUT's training split; at the paper's size that is
+    775 MB, kept once instead of twice."""
+
+    def __init__(self):
+        self._rows: dict[tuple, Any] = {}
+
+    def __contains__(self, key: tuple) -> bool:
+        return key in self._rows
+
+    def rows(self, key: tuple, read) -> Any:
+        """The kept rows of `key`, read (`read()`, a Dataset) and materialized on first use."""
+        if key not in self._rows:
+            self._rows[key] = read().materialize()
+        return self._rows[key]
+
+
+def split_key(dataset: str, division: int, split: str, columns: Sequence[str]) -> tuple:
+    """What identifies a split's clip rows among the kept ones (`KeptSplits`)."""
+    return (dataset, division, split, tuple(columns))
+
+
+def rows_key(dataset: str, division: int, split: str, variant: str, with_dataset: bool = False) -> tuple:
+    """`split_key` of the clip rows a stream of `variant` reads (`with_dataset`: test_patches')."""
+    extra = (schema.DATASET,) if with_dataset else ()
+    return split_key(dataset, division, split, clip_columns(dataset, images_of(dataset, variant), extra))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +220,7 @@ def _stream(
     variant: str = "triple",
     shuffle_seed: int | None = None,
     materialize: bool = False,
+    kept: KeptSplits | None = None,
     num_cpus: float = DATA_CPUS,
 ):
     check_split(division, split)
@@ -196,11 +228,16 @@ def _stream(
     cfg = FeatureConfig(**manifest["features"])
     keep_fraction = _keep_fraction(features, dataset, division, split, variant, max_patches)
     extra = (schema.DATASET,) if schema.DATASET in columns else ()
-    ds = _read(
-        features, dataset, division, split, clip_columns(dataset, images, extra), shuffle_seed, num_cpus
+    ds = _clip_rows(
+        features,
+        dataset,
+        division,
+        split,
+        clip_columns(dataset, images, extra),
+        shuffle_seed,
+        num_cpus,
+        (kept or KeptSplits()) if materialize else None,
     )
-    if materialize:
-        ds = _keep(ds, shuffle_seed)
     return ds.map_batches(
         _cut_block,
         fn_kwargs=dict(
@@ -228,11 +265,25 @@ def _keep_fraction(features, dataset, division, split, variant, max_patches) -> 
     return 1.0 if total == 0 else min(1.0, max_patches / total)
 
 
-def _keep(ds, shuffle_seed: int | None):
-    """Read once into the object store; with a seed, a new block (file) order every pass."""
+def _clip_rows(
+    features: str,
+    dataset: str,
+    division: int,
+    split: str,
+    columns: Sequence[str],
+    shuffle_seed: int | None,
+    num_cpus: float,
+    kept: KeptSplits | None,
+):
+    """The split's clip rows: read on every pass (`kept` None), or read once and kept in `kept`
+    (shared with the other streams that keep the same rows); with a seed, the files (blocks) in
+    a new order every pass either way."""
 
-    ds = ds.materialize()  # transforms after this re-run on every pass; the read does not
-    if shuffle_seed is not None:
+    if kept is None:
+        return _read(features, dataset, division, split, columns, shuffle_seed, num_cpus)
+    key = split_key(dataset, division, split, columns)
+    ds = kept.rows(key, lambda: _read(features, dataset, division, split, columns, None, num_cpus))
+    if shuffle_seed is not None:  # transforms after materialize() re-run on every pass
         ds = ds.randomize_block_order(
             seed=ray.data.RandomSeedConfig(seed=shuffle_seed, reseed_after_execution=True)
         )
@@ -307,6 +358,7 @@ def mixup_stream(
     shuffle: bool = False,
     trace: bool = False,
     materialize_scenes: bool = False,
+    kept: KeptSplits | None = None,
     batch_size: int | None = None,
     pairing: str = "tasks",
     concurrency: int | tuple[int, int] = 1,
@@ -321,7 +373,8 @@ def mixup_stream(
     adds the partner's (event_clip, event_patch_index) and the scene row's key (strings:
     not for `iter_torch_batches`). `materialize_scenes` reads the split's clip rows once, here,
     and keeps them in the object store: later epochs only cut and pair (see
-    `fits_in_object_store`). `shuffle` shuffles the files (blocks) every pass and the patches
+    `fits_in_object_store`), in `kept` when given (shared with the Train run's other streams of
+    the same rows). `shuffle` shuffles the files (blocks) every pass and the patches
     within each block (a permutation drawn from (seed, epoch)): no local shuffle buffer needed.
     The pairing actors receive whole blocks of clip rows, cut the scene patches and emit pieces
     of at most `batch_size` (default `PATCHES_PER_BLOCK`) mixup samples.
@@ -346,11 +399,16 @@ def mixup_stream(
         raise ConfigError(f"unknown pairing {pairing!r}; valid: tasks, actors")
     if num_cpus is None:
         num_cpus = PAIR_TASK_CPUS if pairing == "tasks" else DATA_CPUS
-    scenes = _read(
-        features, "tut2017", division, split, clip_columns("tut2017", images), shuffle_seed, num_cpus
+    scenes = _clip_rows(
+        features,
+        "tut2017",
+        division,
+        split,
+        clip_columns("tut2017", images),
+        shuffle_seed,
+        num_cpus,
+        (kept or KeptSplits()) if materialize_scenes else None,
     )
-    if materialize_scenes:
-        scenes = _keep(scenes, shuffle_seed)
     pairer_kwargs = dict(
         seed=seed,
         epoch=epoch,
@@ -394,12 +452,14 @@ def single_task_stream(
     shuffle_seed: int | None = None,
     with_ids: bool = False,
     materialize: bool = False,
+    kept: KeptSplits | None = None,
     num_cpus: float = DATA_CPUS,
 ):
     """Un-mixed patches of one task: {x, y_<task>}. "asc" reads TUT (the variant's images),
     "aec" reads ESC-50 (mono; `variant` does not apply). `with_ids` adds the `clip` column
     (a string: for per-recording validation, not for `iter_torch_batches`). `shuffle_seed`
-    shuffles files every pass and patches within a file; `materialize` keeps the clip rows."""
+    shuffles files every pass and patches within a file; `materialize` keeps the clip rows (in
+    `kept` when given: shared with the Train run's other streams of the same rows)."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
     dataset = schema.TASK_DATASET[task]
@@ -415,6 +475,7 @@ def single_task_stream(
         variant=variant,
         shuffle_seed=shuffle_seed,
         materialize=materialize,
+        kept=kept,
         num_cpus=num_cpus,
     )
 
@@ -429,11 +490,12 @@ def test_patches(
     variant: str,
     *,
     materialize: bool = False,
+    kept: KeptSplits | None = None,
     num_cpus: float = DATA_CPUS,
 ):
     """The test rows of `dataset` ("tut2017" or "esc50") in `division`, for scoring:
     {x, dataset, clip, image, patch_index, label}. TUT: the evaluation set, the variant's images;
-    ESC-50: fold `division`. `materialize` keeps the clip rows in the object store."""
+    ESC-50: fold `division`. `materialize` keeps the clip rows in the object store (in `kept` when given)."""
     columns = (schema.PATCH, schema.DATASET, schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, schema.LABEL)
     return _stream(
         features,
@@ -445,6 +507,7 @@ def test_patches(
         {schema.PATCH: schema.X},
         variant=variant,
         materialize=materialize,
+        kept=kept,
         num_cpus=num_cpus,
     )
 

@@ -231,6 +231,8 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
             "seconds": round(time.perf_counter() - t_epoch, 3),
             "data_s": round(data_s, 3),
         }
+        if pre is not None and epoch == first_epoch:  # in data_s, before the epoch's `seconds`
+            metrics["precompute_s"] = round(pre.seconds, 3)
         t_val = time.perf_counter()
         for t in active:
             acc = _validate(nets[t], val_shards[t], t, device, train.batch_size, pre and pre.validation[t])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 
 import ray
@@ -28,6 +29,14 @@ from raymtl.train.loop import LoopConfig, train_loop_per_worker
 from raymtl.train.stage import StageConfig
 
 log = logging.getLogger(__name__)
+
+# Ray Train's controller collects a worker's report only when it polls the worker, every
+# RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default), and a worker's next report waits until the
+# previous one is collected. An epoch shorter than that waits out the rest: a fine-tune over the
+# frozen trunk (~0.1 s an epoch on a CPU) took 2 s an epoch, 40 s of the demo's 20-epoch
+# fine-tunes. Polled every 0.2 s instead; Ray Train passes the variable on from the process that
+# makes the trainer to its controller. A value the user set wins.
+REPORT_POLL_S = "0.2"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,16 +119,28 @@ class _Keeper:
     """Decides, stream by stream, which of a member's streams are read once and kept in the
     object store (`streams.fits_in_object_store`: from the node's own object store, which Ray
     sizes from its real memory), and logs each decision. Validation sets first (read every
-    epoch), then the training streams, then the test sets (read once per stage)."""
+    epoch), then the training streams, then the test sets (read once per stage). Streams of the
+    same clip rows (the mixup stream's scenes and the ASC fine-tune's patches) keep them once,
+    in `splits`."""
 
     def __init__(self, features: str):
         self.features = features
         self.kept = 0
+        self.splits = streams.KeptSplits()
+        self.decided: dict[tuple, tuple[str, bool]] = {}  # rows -> (the first stream of them, kept)
 
-    def __call__(self, what: str, dataset: str, division: int, split: str, variant: str) -> bool:
+    def __call__(
+        self, what: str, dataset: str, division: int, split: str, variant: str, with_dataset: bool = False
+    ) -> bool:
+        key = streams.rows_key(dataset, division, split, variant, with_dataset)
+        if key in self.decided:
+            first, keep = self.decided[key]
+            log.info("%s: the clip rows of %s, %s", what, first, "kept once for both" if keep else "streamed")
+            return keep
         n = partitions.stored_bytes(self.features, dataset, division, split, variant)
         keep = streams.fits_in_object_store(self.kept + n)
         self.kept += n if keep else 0
+        self.decided[key] = (what, keep)
         if keep:
             why = "kept in the object store after the first read"
         else:
@@ -143,6 +164,7 @@ def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
             counter,
             max_patches=cap,
             materialize_scenes=kept,
+            kept=keep.splits,
             shuffle=True,
         )
     (target,) = stage.targets
@@ -157,6 +179,7 @@ def _train_stream(stage: StageConfig, features: str, counter, keep: _Keeper):
         max_patches=cap,
         shuffle_seed=stage.seed,
         materialize=kept,
+        kept=keep.splits,
     )
 
 
@@ -172,16 +195,25 @@ def _datasets(stages: list[StageConfig], features: str, counter) -> dict:
     for t in tasks:
         kept = keep(f"validation ({t})", schema.TASK_DATASET[t], spec.division, "validation", spec.variant)
         out[f"val_{t}"] = streams.single_task_stream(
-            features, t, spec.division, "validation", spec.variant, with_ids=True, materialize=kept
+            features,
+            t,
+            spec.division,
+            "validation",
+            spec.variant,
+            with_ids=True,
+            materialize=kept,
+            kept=keep.splits,
         )
     out.update({stage.train_dataset: _train_stream(stage, features, counter, keep) for stage in stages})
     for t in tasks:
         dataset = schema.TASK_DATASET[t]
         # Read after each stage's last epoch by the worker that scores them: kept when it fits,
         # as a member's stages score the same test set.
-        kept = len(stages) > 1 and keep(f"test ({t})", dataset, spec.division, "test", spec.variant)
+        kept = len(stages) > 1 and keep(
+            f"test ({t})", dataset, spec.division, "test", spec.variant, with_dataset=True
+        )
         out[f"test_{t}"] = streams.test_patches(
-            features, dataset, spec.division, spec.variant, materialize=kept
+            features, dataset, spec.division, spec.variant, materialize=kept, kept=keep.splits
         )
     return out
 
@@ -260,6 +292,7 @@ def run_trials(
     for s in stages:
         where = options.accelerator if use_gpu else "CPU"
         log.info("%s: training %s for %s epochs on %s", s.trial, s.model_kind, s.epochs, where)
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", REPORT_POLL_S)
     t0 = time.perf_counter()
     datasets = _datasets(stages, features, counter)
     log.info("%s: streams ready in %.1f s", name, time.perf_counter() - t0)

@@ -15,12 +15,15 @@ import pytest
 import torch
 
 from raymtl import schema
+from raymtl.data.mixup import EVENT_CLIP, EVENT_PATCH_INDEX
 from raymtl.data.partitions import class_counts, expected_patches, split_files, stored_bytes
 from raymtl.data.streams import (
     TEST_COLUMNS,
+    KeptSplits,
     event_patches,
     fits_in_object_store,
     mixup_stream,
+    rows_key,
     scene_patches,
     single_task_stream,
     test_patches,
@@ -309,6 +312,33 @@ def test_materialized_and_shuffled_streams_give_the_same_rows_in_another_order(t
     assert len(plain) == expected_patches(str(tiny_features), "tut2017", 1, "train", "quadruple")
     assert sorted(first) == sorted(plain) == sorted(second)
     assert first != plain  # shuffled within the block, without a local shuffle buffer
+
+
+def test_streams_of_the_same_clip_rows_keep_them_once(tiny_features, ray_session):
+    f = str(tiny_features)
+    kept = KeptSplits()
+    finetune = single_task_stream(f, "asc", 1, "train", "triple", shuffle_seed=3, materialize=True, kept=kept)
+    mixup = mixup_stream(f, 1, "train", "triple", 0, 0, materialize_scenes=True, kept=kept, trace=True)
+    test = test_patches(f, "tut2017", 1, "triple", materialize=True, kept=kept)
+    # One copy of TUT's training rows for the fine-tune and the mixup stream; the test rows
+    # (with the dataset column) are other rows.
+    train_rows = rows_key("tut2017", 1, "train", "triple")
+    assert train_rows in kept and rows_key("tut2017", 1, "test", "triple", with_dataset=True) in kept
+    assert len(kept._rows) == 2
+    # Sharing changes nothing the streams give.
+    alone = single_task_stream(f, "asc", 1, "train", "triple", shuffle_seed=3, materialize=True)
+    assert sorted(_collect(finetune)[schema.X].sum(axis=(1, 2)).round(2).tolist()) == sorted(
+        _collect(alone)[schema.X].sum(axis=(1, 2)).round(2).tolist()
+    )
+
+    def pairs(ds):  # (scene patch, its partner) of every mixup sample
+        got = _collect(ds)
+        ids = (schema.CLIP, schema.IMAGE, schema.PATCH_INDEX, EVENT_CLIP, EVENT_PATCH_INDEX)
+        return sorted(zip(*(got[c].tolist() for c in ids)))
+
+    alone = mixup_stream(f, 1, "train", "triple", 0, 0, materialize_scenes=True, trace=True)
+    assert pairs(mixup) == pairs(alone)
+    assert len(_collect(test)[schema.X]) == expected_patches(f, "tut2017", 1, "test", "triple")
 
 
 def test_what_is_kept_in_memory_is_decided_from_the_object_store(tiny_features, ray_session, meta):

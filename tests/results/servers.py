@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 
 @contextlib.contextmanager
@@ -36,6 +37,30 @@ def thread_server(app):
         thread.join(timeout=10)
 
 
+def wait_until_ready(
+    ready, proc: subprocess.Popen, what: str, timeout_s: float, every_s: float, output=str
+) -> None:
+    """Poll `ready()` until it is true (an OSError counts as not yet: the port is not open).
+    RuntimeError naming `what`, with `output()` (the server's output so far), when `proc` exits or
+    `timeout_s` passes first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start:\n{output()}")
+        time.sleep(every_s)
+
+
+def http_ok(url: str, timeout_s: float = 5) -> bool:
+    """`url` answers 200."""
+    with urllib.request.urlopen(url, timeout=timeout_s) as r:
+        return r.status == 200
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,17 +83,14 @@ def cli_server(runs, timeout_s: float = 60):
     )
     try:
         line = proc.stdout.readline()
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                status, _, _ = request(port, "/api/overview")
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"`raymtl dashboard` did not start: {line}{proc.stdout.read()}")
-            time.sleep(0.2)
+        wait_until_ready(
+            lambda: request(port, "/api/overview")[0] == 200,
+            proc,
+            "`raymtl dashboard`",
+            timeout_s,
+            0.2,
+            lambda: line + proc.stdout.read(),
+        )
         yield port, line
     finally:
         proc.terminate()

@@ -7,12 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from tests.results.servers import free_port
+from tests.results.servers import free_port, http_ok, wait_until_ready
 
 
 @contextlib.contextmanager
@@ -40,17 +38,14 @@ def mlflow_server(root: Path, timeout_s: float = 300) -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"`mlflow server` did not start:\n{(root / 'server.log').read_text()}")
-            time.sleep(0.5)
+        wait_until_ready(
+            lambda: http_ok(f"{uri}/health", 2),
+            proc,
+            "`mlflow server`",
+            timeout_s,
+            0.5,
+            (root / "server.log").read_text,
+        )
         yield uri
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from tests.results.servers import free_port
+from tests.results.servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.browser
 
@@ -29,20 +29,22 @@ def tensorboard(logdir, log_path, timeout_s: float = 300):
     cmd += ["--port", str(port)]
     runs = sorted(p.name for p in logdir.iterdir())
     url = f"http://127.0.0.1:{port}"
+
+    def lists_every_run() -> bool:
+        with urllib.request.urlopen(f"{url}/data/runs", timeout=5) as r:
+            return sorted(json.loads(r.read())) == runs
+
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/data/runs", timeout=5) as r:
-                        if sorted(json.loads(r.read())) == runs:
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"tensorboard did not load {runs}:\n{open(log_path).read()}")
-                time.sleep(1)
+            wait_until_ready(
+                lists_every_run,
+                proc,
+                f"tensorboard with the runs {runs}",
+                timeout_s,
+                1,
+                log_path.read_text,
+            )
             yield url
         finally:
             with contextlib.suppress(ProcessLookupError):
