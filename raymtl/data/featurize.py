@@ -129,7 +129,7 @@ class ClipFeaturizer:
         self.log_actor = log_actor
         self.strict = strict
         self.logmel = LogMel(cfg)
-        self.logmel(np.zeros(cfg.sample_rate_hz, np.float32))  # pay librosa's lazy imports now
+        self.logmel(np.zeros(cfg.sample_rate_hz, np.float32))  # pay the first call's imports now
 
     def _clip_row(self, rec: ClipRecord) -> dict[str, Any]:
         cfg = self.cfg

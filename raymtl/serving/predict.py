@@ -96,13 +96,13 @@ class Recording:
 
 
 class Featurizer:
-    """Files -> PatchSets, with one LogMel for the process (its first STFT costs seconds)."""
+    """Files -> PatchSets, with one LogMel for the process (built once: the mel filter bank)."""
 
     def __init__(self, cfg: FeatureConfig, scene_images: Sequence[str]):
         self.cfg = cfg
         self.scene_images = tuple(scene_images)
         self.logmel = LogMel(cfg)
-        self.logmel(np.zeros(cfg.hop_length * 4, np.float32))  # pay librosa's lazy imports now
+        self.logmel(np.zeros(cfg.hop_length * 4, np.float32))  # pay the first call's imports now
         self.segment_samples = int(round(cfg.tut_duration_s * cfg.sample_rate_hz))  # 441000
         self.tolerance_samples = int(round(cfg.tut_duration_tolerance_s * cfg.sample_rate_hz))
         # The fewest samples that give one patch: 1 + n // hop centred frames >= patch_frames.

@@ -195,6 +195,8 @@ def _run_stage(cfg: LoopConfig, stage: StageConfig, resume: dict | None, rank: i
     first_epoch = state["epoch"] + 1
     left = first_epoch < max(epochs.values())
     pre = _precompute(stage, nets, train_shard, val_shards, device) if left else None
+    if pre is not None:  # the stage's own time, as its epochs'
+        state["seconds"] = state.get("seconds", 0.0) + pre.seconds
     for epoch in range(first_epoch, max(epochs.values())):
         t_epoch = time.perf_counter()
         if stage.experiment.mixup:
