@@ -167,10 +167,11 @@ PRESETS: dict[str, Preset] = {
             epochs_finetune_aec=4,
         ),
     ),
-    # The laptop demo (`raymtl demo`, 4 members per task; 11.3 minutes from a fresh clone on 2 cores): tiny's
+    # The laptop demo (`raymtl demo`, 4 members per task; 10-12 minutes from a fresh clone on 2 cores): tiny's
     # network on twice tiny's data, trained on a fixed 384-patch subset of each training split.
     # Fine-tunes over the frozen trunk compute it once (docs/method.md §5), so their 20 epochs
-    # cost seconds: 2 -> 20 epochs took the demo ensembles from 50.0 / 20.0 % (ASC / AEC) to 80.0 / 71.5 %.
+    # cost seconds: 2 -> 20 epochs took the demo ensembles from 50.0 / 20.0 % (ASC / AEC) to 80.0 / 71.5 %
+    # (57.5-74.5 % AEC over later runs).
     "demo": dataclasses.replace(
         PAPER,
         name="demo",
