@@ -25,6 +25,9 @@ VARIANT_IMAGES = {
 ESC_IMAGES = ("mono",)
 
 
+FRAMES_PER_BLOCK = 512  # LogMel's STFT works on this many frames at a time (~8 MB in float64)
+
+
 class LogMel:
     """Waveform -> log-mel image (n_mels, frames) in dB, float32."""
 
@@ -41,9 +44,13 @@ class LogMel:
         # signal padded with n_fft/2 zeros on both sides; 1 + len(y) // hop_length frames.
         y = np.pad(np.ascontiguousarray(y, dtype=np.float32), cfg.n_fft // 2)
         frames = np.lib.stride_tricks.sliding_window_view(y, cfg.n_fft)[:: cfg.hop_length]
-        # In float64: a float32 FFT differs from librosa's by up to 1.7e-3 dB in quiet bins.
-        power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2  # (frames, 1 + n_fft/2)
-        mel = self.mel_basis @ power.T  # (n_mels, frames)
+        mel = np.empty((cfg.n_mels, len(frames)))
+        # In blocks of frames, so a long recording (`raymtl predict`) needs no more memory than a
+        # clip; in float64: a float32 FFT differs from librosa's by up to 1.7e-3 dB in quiet bins.
+        for s in range(0, len(frames), FRAMES_PER_BLOCK):
+            block = frames[s : s + FRAMES_PER_BLOCK] * self.window
+            power = np.abs(np.fft.rfft(block, axis=1)) ** 2  # (frames, 1 + n_fft/2)
+            mel[:, s : s + FRAMES_PER_BLOCK] = self.mel_basis @ power.T  # (n_mels, frames)
         # power_to_db with a fixed reference and top_db=None: no clipping relative to the clip's
         # own maximum.
         db = 10.0 * np.log10(np.maximum(cfg.db_amin, mel)) - 10.0 * np.log10(max(cfg.db_amin, cfg.db_ref))
