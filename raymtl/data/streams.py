@@ -236,7 +236,8 @@ def _stream(
         clip_columns(dataset, images, extra),
         shuffle_seed,
         num_cpus,
-        (kept or KeptSplits()) if materialize else None,
+        materialize,
+        kept,
     )
     return ds.map_batches(
         _cut_block,
@@ -273,14 +274,16 @@ def _clip_rows(
     columns: Sequence[str],
     shuffle_seed: int | None,
     num_cpus: float,
+    materialize: bool,
     kept: KeptSplits | None,
 ):
-    """The split's clip rows: read on every pass (`kept` None), or read once and kept in `kept`
-    (shared with the other streams that keep the same rows); with a seed, the files (blocks) in
-    a new order every pass either way."""
+    """The split's clip rows: read on every pass, or (`materialize`) read once and kept, in
+    `kept` when given (shared with the other streams that keep the same rows); with a seed, the
+    files (blocks) in a new order every pass either way."""
 
-    if kept is None:
+    if not materialize:
         return _read(features, dataset, division, split, columns, shuffle_seed, num_cpus)
+    kept = kept if kept is not None else KeptSplits()
     key = split_key(dataset, division, split, columns)
     ds = kept.rows(key, lambda: _read(features, dataset, division, split, columns, None, num_cpus))
     if shuffle_seed is not None:  # transforms after materialize() re-run on every pass
@@ -407,7 +410,8 @@ def mixup_stream(
         clip_columns("tut2017", images),
         shuffle_seed,
         num_cpus,
-        (kept or KeptSplits()) if materialize_scenes else None,
+        materialize_scenes,
+        kept,
     )
     pairer_kwargs = dict(
         seed=seed,
