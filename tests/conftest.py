@@ -103,14 +103,14 @@ ENSEMBLE_ARGS = ["--divisions", "1,2", "--repeats", "1", "--variants", "triple,q
 
 def grid_preset():
     """The ensemble tests' preset: tiny's network and fine-tune epochs, two stage-1 epochs on a
-    256-patch subset. The results, dashboard and predict tests read the ensemble's files, not
+    128-patch subset. The results, dashboard and predict tests read the ensemble's files, not
     how well it learnt (tiny_run checks that), so its members train in seconds."""
     import dataclasses
 
     from raymtl.config import PRESETS
 
     tiny = PRESETS["tiny"]
-    train = dataclasses.replace(tiny.train, epochs_train_asc=2, epochs_train_aec=2, max_train_patches=256)
+    train = dataclasses.replace(tiny.train, epochs_train_asc=2, epochs_train_aec=2, max_train_patches=128)
     return dataclasses.replace(tiny, name="tiny-grid", train=train)
 
 

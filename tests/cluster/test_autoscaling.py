@@ -6,7 +6,8 @@ cluster (this process keeps the test session's own Ray instance), with one flag 
 does not need: `--accelerator accel`, the custom resource that stands in for a GPU here. The
 autoscaling config is published to the cluster first (`raymtl cluster-config`), as cluster.yaml
 does after `ray start --head`. While it trains, a second driver on the same RUN must refuse.
-The same plan then runs on one machine (the test session's 2-CPU instance) for comparison.
+(On one machine, with no node types to add, the same plan trains two members at once at half a
+CPU each: tests/ensemble/test_grid.py checks it on the tests' ensemble.)
 """
 
 from __future__ import annotations
@@ -133,35 +134,3 @@ def test_a_second_driver_on_the_same_run_refuses(autoscaled):
     assert "is being trained by another `raymtl ensemble`" in second.stderr
     assert f"pid {owner['pid']}" in second.stderr and f"host {owner['host']}" in second.stderr
     assert not (run / "ensemble" / "driver.lock").exists()  # released by the first at its end
-
-
-def test_the_same_plan_on_one_machine(
-    ray_session, tiny_features, cluster_preset, tmp_path, autoscaled, caplog
-):
-    """For comparison: the same two members on the test session's single 2-CPU instance, which
-    has no node types to add (today's behaviour: half a CPU each, both at once)."""
-    import logging
-
-    from raymtl.cli import main
-
-    caplog.set_level(logging.INFO, logger="raymtl")
-    t0 = time.monotonic()
-    code = main(
-        [
-            "ensemble",
-            "--features",
-            str(tiny_features),
-            "--out",
-            str(tmp_path / "RUN"),
-            "--preset",
-            str(cluster_preset),
-            *PLAN_ARGS,
-        ]
-    )
-    wall = time.monotonic() - t0
-    assert code == 0
-    assert "up to 2 members at once, 0.5 CPU per Train worker" in caplog.text
-    for trial in TRIALS:
-        r = _result(tmp_path / "RUN", trial)
-        assert r["device"] == "CPU" and r["placements"][0]["resources"].get("CPU") == 0.5
-    print(f"one node: {wall:.0f} s; the autoscaling cluster: {autoscaled[1]['wall_s']:.0f} s")

@@ -37,7 +37,7 @@ FAULT_PRESET = dataclasses.replace(
         epochs_train_asc=3,
         epochs_train_aec=3,
         epochs_finetune_asc=40,
-        max_train_patches=600,
+        max_train_patches=300,
     ),
 )
 STAGE1, FINETUNE = "mtl-ic-d1-r1-triple", "finetune-asc-d1-r1-triple"

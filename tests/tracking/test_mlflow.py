@@ -116,7 +116,7 @@ def test_train_logs_one_mlflow_run_per_trial_and_a_rerun_adds_none(server, tiny_
     assert (params["preset"], params["train.epochs_train_asc"], params["train.max_train_patches"]) == (
         "tiny-grid",
         "2",
-        "256",
+        str(grid_preset().train.max_train_patches),
     )
     assert params["train.lr"] == str(grid_preset().train.lr)
     lines = (run / "trials" / trial / "metrics.jsonl").read_text().splitlines()
