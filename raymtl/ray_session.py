@@ -26,6 +26,13 @@ def placement(device: str | None = None) -> Placement:
     return Placement.of_process(node_id, node_ip, device)
 
 
+def prepare_local_instance() -> None:
+    """Call before starting a local Ray instance (set before ray.init, so every Ray process
+    inherits it): a local instance is never preempted, so Ray Train's preemption-watcher actor
+    is skipped, one process less per Train run. A value the user set wins."""
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+
+
 def ensure_ray(num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
@@ -37,9 +44,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         log.info("connected to the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray_logs.note_session(_session_logs())
         return
-    # A local instance is never preempted: skip Ray Train's preemption-watcher actor, one process
-    # less per Train run (set before ray.init, so every Ray process inherits it).
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    prepare_local_instance()
     # The dashboard head stays (include_dashboard=None: if its packages are installed, which
     # ray[default] brings): it serves the State API, and Ray Train V2's PlacementGroupCleaner
     # actor asks that API every second whether its Train controller is alive. Without it each

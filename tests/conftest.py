@@ -21,10 +21,14 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray instance for the whole run (num_cpus=2, no dashboard)."""
+    """One local Ray instance for the whole run (num_cpus=2, no dashboard), prepared as raymtl
+    prepares the local instance it starts."""
     import ray
 
+    from raymtl.ray_session import prepare_local_instance
+
     if not ray.is_initialized():
+        prepare_local_instance()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
