@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tests.cluster.conftest import ACCEL, PLAN_ARGS, RAYMTL, stop_process_group
+from tests.conftest import add_span
 
 pytestmark = pytest.mark.cluster
 
@@ -116,10 +116,7 @@ def test_members_train_on_both_worker_nodes_at_once_and_none_on_the_head(autosca
             assert p["resources"].get(ACCEL) == 1.0 and p["device"] == "cpu"  # a fake GPU: no CUDA
         member = trial.split("-d1-r1-")[1]
         nodes.setdefault(member, set()).add(r["placement"]["node_id"])
-        start = r["placements"][0]["started"]
-        end = datetime.strptime(r["finished"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-        lo, hi = spans.get(member, (start, end))
-        spans[member] = (min(lo, start), max(hi, end))
+        add_span(spans, member, r)
     # Each member's stages ran on one worker node, the two members on different ones ...
     assert all(len(v) == 1 for v in nodes.values()) and len(set.union(*nodes.values())) == 2, nodes
     # ... at the same time.

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.conftest import add_span
+
 
 def test_small_ensemble_then_reduce(tiny_ensemble):
     """`raymtl ensemble --divisions 1,2 --repeats 1 --variants triple,quadruple --tasks asc,aec`
@@ -37,8 +39,6 @@ def test_the_members_trained_now_share_the_machine_at_half_a_cpu_each(tiny_ensem
     """The plan of tests/cluster/test_autoscaling.py on the test session's single 2-CPU
     instance, which has no node types to add: the two members the ensemble trained ran at once,
     each Train worker on half a CPU, on this machine's CPU."""
-    from datetime import datetime
-
     run, _, _, _, before = tiny_ensemble
     if before is None:
         pytest.fail("RAYMTL_TEST_ENSEMBLE is set: this test checks the training itself")
@@ -48,10 +48,7 @@ def test_the_members_trained_now_share_the_machine_at_half_a_cpu_each(tiny_ensem
             r = json.loads((run / "trials" / f"{e}-d{d}-r1-quadruple" / "result.json").read_text())
             assert r["device"] == "CPU"
             assert [p["resources"].get("CPU") for p in r["placements"]] == [0.5], r["placements"]
-            start = r["placements"][0]["started"]
-            end = datetime.strptime(r["finished"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-            lo, hi = spans.get(d, (start, end))
-            spans[d] = (min(lo, start), max(hi, end))
+            add_span(spans, d, r)
     (a0, a1), (b0, b1) = spans.values()
     assert max(a0, b0) < min(a1, b1), f"the members ran one after the other: {spans}"
 
