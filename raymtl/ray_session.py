@@ -26,11 +26,31 @@ def placement(device: str | None = None) -> Placement:
     return Placement.of_process(node_id, node_ip, device)
 
 
-def prepare_local_instance() -> None:
-    """Call before starting a local Ray instance (set before ray.init, so every Ray process
-    inherits it): a local instance is never preempted, so Ray Train's preemption-watcher actor
-    is skipped, one process less per Train run. A value the user set wins."""
+# Idle worker processes a raylet keeps, per CPU of its node. Ray keeps one per CPU and ends the
+# rest after 1 s idle, but raymtl's data tasks ask for a quarter or half of a CPU
+# (raymtl.data.streams: DATA_CPUS, PAIR_TASK_CPUS), so a node runs up to four per CPU at once.
+# With Ray's default those ended between every two passes over the data and were started again
+# on the next (imports and the event pool fetched anew: seconds of CPU each). Measured at the
+# paper's size on 2 CPUs (docs/development.md): one member's mixup stream went from ~8,200 to
+# ~12,000 patches/s.
+WORKERS_PER_CPU = 4
+
+
+def worker_soft_limit(num_cpus: float | None = None) -> int:
+    """The idle workers a node of `num_cpus` CPUs (default: this machine's) should keep."""
+    return WORKERS_PER_CPU * max(1, int(num_cpus if num_cpus is not None else (os.cpu_count() or 1)))
+
+
+def prepare_local_instance(num_cpus: float | None = None) -> None:
+    """Call before starting a local Ray instance of `num_cpus` CPUs (set before ray.init, so
+    every Ray process inherits it; a value the user set wins):
+
+    - a local instance is never preempted, so Ray Train's preemption-watcher actor is skipped,
+      one process less per Train run;
+    - the raylet keeps `worker_soft_limit` idle workers (`WORKERS_PER_CPU`) instead of one per CPU.
+    """
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    os.environ.setdefault("RAY_num_workers_soft_limit", str(worker_soft_limit(num_cpus)))
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:
@@ -44,7 +64,7 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         log.info("connected to the Ray cluster at %s", os.environ["RAY_ADDRESS"])
         ray_logs.note_session(_session_logs())
         return
-    prepare_local_instance()
+    prepare_local_instance(num_cpus)
     # The dashboard head stays (include_dashboard=None: if its packages are installed, which
     # ray[default] brings): it serves the State API, and Ray Train V2's PlacementGroupCleaner
     # actor asks that API every second whether its Train controller is alive. Without it each

@@ -28,7 +28,7 @@ def ray_session():
     from raymtl.ray_session import prepare_local_instance
 
     if not ray.is_initialized():
-        prepare_local_instance()
+        prepare_local_instance(num_cpus=2)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray

@@ -27,6 +27,32 @@ def test_cluster_yaml_validates_against_rays_own_schema():
     assert any("pip install" in c and "raymtl" in c for c in config["setup_commands"])
 
 
+def test_every_node_keeps_the_idle_workers_a_local_instance_keeps():
+    """cluster.yaml's `ray start` commands give each node raymtl.ray_session's soft limit, per CPU."""
+    import subprocess
+
+    from raymtl.ray_session import WORKERS_PER_CPU
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    starts = [
+        c
+        for key in ("head_start_ray_commands", "worker_start_ray_commands")
+        for c in config[key]
+        if "ray start" in c
+    ]
+    assert len(starts) == 2
+    nproc = int(subprocess.run(["nproc"], capture_output=True, text=True, check=True).stdout)
+    for command in starts:
+        env = command.split(" ray start")[0]
+        shown = subprocess.run(
+            ["bash", "-c", f"{env} bash -c 'echo $RAY_num_workers_soft_limit'"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert int(shown) == WORKERS_PER_CPU * nproc, command
+
+
 def test_a_broken_cluster_yaml_fails_the_schema():
     schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
