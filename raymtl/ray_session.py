@@ -26,19 +26,25 @@ def placement(device: str | None = None) -> Placement:
     return Placement.of_process(node_id, node_ip, device)
 
 
-# Idle worker processes a raylet keeps, per CPU of its node. Ray keeps one per CPU and ends the
-# rest after 1 s idle, but raymtl's data tasks ask for a quarter or half of a CPU
-# (raymtl.data.streams: DATA_CPUS, PAIR_TASK_CPUS), so a node runs up to four per CPU at once.
-# With Ray's default those ended between every two passes over the data and were started again
-# on the next (imports and the event pool fetched anew: seconds of CPU each). Measured at the
-# paper's size on 2 CPUs (docs/development.md): one member's mixup stream went from ~8,200 to
-# ~12,000 patches/s.
+# Ray worker processes per CPU of a node that the raylet keeps when idle, and starts at once.
+# raymtl's data tasks ask for a quarter or half of a CPU (raymtl.data.streams: DATA_CPUS,
+# PAIR_TASK_CPUS), so a node runs up to four of them per CPU, beside the Train and Tune actors.
+# Ray's defaults are one per CPU for both:
+# - it ended the surplus idle workers after 1 s, between every two passes over the data, and
+#   started them again on the next (imports and the event pool fetched anew: seconds of CPU
+#   each). At the paper's size on 2 CPUs one member's mixup stream went from 8,054 to 11,349
+#   patches/s with four kept per CPU (docs/development.md);
+# - it warned on the terminal ("N PYTHON worker processes have been started ...") whenever the
+#   live workers passed 4x its start-up concurrency, which the demo always did.
+# cluster.yaml gives every node the same (tests/ensemble/test_cluster_config.py checks it).
 WORKERS_PER_CPU = 4
 
 
-def worker_soft_limit(num_cpus: float | None = None) -> int:
-    """The idle workers a node of `num_cpus` CPUs (default: this machine's) should keep."""
-    return WORKERS_PER_CPU * max(1, int(num_cpus if num_cpus is not None else (os.cpu_count() or 1)))
+def worker_settings(num_cpus: float | None = None) -> dict[str, str]:
+    """The raylet's worker settings (environment variables) for a node of `num_cpus` CPUs
+    (default: this machine's)."""
+    n = str(WORKERS_PER_CPU * max(1, int(num_cpus if num_cpus is not None else (os.cpu_count() or 1))))
+    return {"RAY_num_workers_soft_limit": n, "RAY_worker_maximum_startup_concurrency": n}
 
 
 def prepare_local_instance(num_cpus: float | None = None) -> None:
@@ -47,10 +53,11 @@ def prepare_local_instance(num_cpus: float | None = None) -> None:
 
     - a local instance is never preempted, so Ray Train's preemption-watcher actor is skipped,
       one process less per Train run;
-    - the raylet keeps `worker_soft_limit` idle workers (`WORKERS_PER_CPU`) instead of one per CPU.
+    - the raylet keeps and starts `WORKERS_PER_CPU` workers per CPU (`worker_settings`).
     """
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    os.environ.setdefault("RAY_num_workers_soft_limit", str(worker_soft_limit(num_cpus)))
+    for name, value in worker_settings(num_cpus).items():
+        os.environ.setdefault(name, value)
 
 
 def ensure_ray(num_cpus: int | None = None) -> None:

@@ -10,27 +10,30 @@ import time
 import pytest
 
 from raymtl.data.streams import DATA_CPUS
-from raymtl.ray_session import WORKERS_PER_CPU, prepare_local_instance, worker_soft_limit
+from raymtl.ray_session import WORKERS_PER_CPU, prepare_local_instance, worker_settings
 
-SOFT_LIMIT = "RAY_num_workers_soft_limit"
+SETTINGS = ("RAY_num_workers_soft_limit", "RAY_worker_maximum_startup_concurrency")
 
 
-def test_a_local_instance_keeps_four_idle_workers_per_cpu(monkeypatch):
-    monkeypatch.delenv(SOFT_LIMIT, raising=False)
+def test_a_local_instance_keeps_and_starts_four_workers_per_cpu(monkeypatch):
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
     prepare_local_instance(num_cpus=2)
-    assert os.environ[SOFT_LIMIT] == "8"
-    monkeypatch.delenv(SOFT_LIMIT)
+    assert [os.environ[name] for name in SETTINGS] == ["8", "8"]
+    for name in SETTINGS:
+        monkeypatch.delenv(name)
     prepare_local_instance(num_cpus=16)
-    assert os.environ[SOFT_LIMIT] == "64"
+    assert [os.environ[name] for name in SETTINGS] == ["64", "64"]
 
 
-def test_a_soft_limit_the_user_set_wins(monkeypatch):
-    monkeypatch.setenv(SOFT_LIMIT, "3")
+def test_settings_the_user_made_win(monkeypatch):
+    monkeypatch.setenv(SETTINGS[0], "3")
+    monkeypatch.delenv(SETTINGS[1], raising=False)
     prepare_local_instance(num_cpus=2)
-    assert os.environ[SOFT_LIMIT] == "3"
+    assert [os.environ[name] for name in SETTINGS] == ["3", "8"]
 
 
-def test_the_soft_limit_covers_the_data_tasks_a_node_runs_at_once():
+def test_four_workers_per_cpu_cover_the_data_tasks_a_node_runs_at_once():
     assert WORKERS_PER_CPU * DATA_CPUS >= 1  # the smallest share raymtl's data tasks ask for
 
 
@@ -84,7 +87,7 @@ def test_a_second_pass_of_quarter_cpu_tasks_starts_no_worker_process(ray_session
 
 
 @pytest.mark.parametrize(
-    "cpus, expected", [(0.5, 4), (1, 4), (2, 8), (None, WORKERS_PER_CPU * (os.cpu_count() or 1))]
+    "cpus, expected", [(0.5, "4"), (1, "4"), (2, "8"), (None, str(WORKERS_PER_CPU * (os.cpu_count() or 1)))]
 )
-def test_worker_soft_limit(cpus, expected):
-    assert worker_soft_limit(cpus) == expected
+def test_worker_settings(cpus, expected):
+    assert set(worker_settings(cpus).values()) == {expected}
