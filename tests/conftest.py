@@ -57,18 +57,13 @@ def tiny_features(tiny_data, ray_session, tmp_path_factory) -> Path:
     return out
 
 
-def trial_span(result: dict) -> tuple[float, float]:
-    """When a trial started (its first placement) and finished, in epoch seconds, from its
-    result.json."""
+def add_span(spans: dict, key, result: dict) -> None:
+    """Widen `spans[key]` (epoch seconds) to cover the trial whose result.json is `result`, from
+    its first placement's start to its finish: a member's span covers its trials."""
     from datetime import datetime
 
+    start = result["placements"][0]["started"]
     end = datetime.strptime(result["finished"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
-    return result["placements"][0]["started"], end
-
-
-def add_span(spans: dict, key, result: dict) -> None:
-    """Widen `spans[key]` to cover the trial of `result` (a member's span covers its trials)."""
-    start, end = trial_span(result)
     lo, hi = spans.get(key, (start, end))
     spans[key] = (min(lo, start), max(hi, end))
 

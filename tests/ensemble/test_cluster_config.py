@@ -47,7 +47,7 @@ def test_every_node_gets_the_worker_settings_of_a_local_instance():
         shown = subprocess.run(
             ["bash", "-c", f"{env} env"], capture_output=True, text=True, check=True
         ).stdout
-        settings = {k: v for k, v in (line.split("=", 1) for line in shown.splitlines() if "=" in line)}
+        settings = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
         for name, value in worker_settings().items():
             assert settings.get(name) == value, (command, name)
 
